@@ -1,0 +1,9 @@
+//! The hash-chained audit log: record encoding, the group-commit writer, verification.
+
+mod record;
+mod verify;
+mod writer;
+
+pub use record::{AuditRow, GENESIS_HASH, KIND_EVALUATE, KIND_REPORT, RecordBody, chain_hash};
+pub use verify::{ChainFailure, Verification, verify};
+pub use writer::{AuditError, AuditWriter, Committed, DEFAULT_MAX_BATCH};

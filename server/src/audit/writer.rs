@@ -1,0 +1,111 @@
+//! Group commit: one writer task per process takes every pending record off a channel,
+//! writes as many as are waiting in one transaction, and only then answers each caller.
+//!
+//! While one batch commits, the next one gathers, so under load the cost of a commit is
+//! shared by hundreds of decisions, and under no load a lone record commits at once.
+//! Across processes the chain stays single because each batch locks the chain head row
+//! (see `store`).
+
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::record::RecordBody;
+use crate::store::{NewRecord, Store};
+
+/// Most records written in one transaction.
+pub const DEFAULT_MAX_BATCH: usize = 2048;
+/// Records that may wait for the writer before callers feel back-pressure.
+const QUEUE_CAPACITY: usize = 65_536;
+
+/// A committed record's place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// Why a record was not committed. The decision it belonged to must not be returned.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit writer has shut down")]
+    Closed,
+    #[error("the audit store failed to commit: {0}")]
+    Store(String),
+}
+
+struct Pending {
+    record: NewRecord,
+    done: oneshot::Sender<Result<Committed, AuditError>>,
+}
+
+/// Handle for appending records; cheap to clone. When every handle is dropped, the writer
+/// commits what is queued and stops.
+#[derive(Clone)]
+pub struct AuditWriter {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl AuditWriter {
+    /// Starts the writer task on `store`.
+    pub fn spawn(store: Store, max_batch: usize) -> (AuditWriter, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let task = tokio::spawn(run(store, rx, max_batch.max(1)));
+        (AuditWriter { tx }, task)
+    }
+
+    /// Appends a record and waits until it is durably committed.
+    pub async fn append(&self, body: RecordBody) -> Result<Committed, AuditError> {
+        // Encode here, on the caller's task, so the single writer only hashes and writes.
+        let json = body.canonical_json();
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                record: NewRecord { body, json },
+                done,
+            })
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        wait.await.map_err(|_| AuditError::Closed)?
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    let mut records: Vec<NewRecord> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (done, recs): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.done, p.record)).unzip();
+        records.extend(recs);
+        let started = Instant::now();
+        let result = store.append_batch(&records).await;
+        tracing::trace!(
+            records = records.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "audit batch"
+        );
+        match result {
+            Ok(committed) => {
+                for (done, c) in done.into_iter().zip(committed) {
+                    let _ = done.send(Ok(c));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = records.len(), "audit batch failed; refusing its decisions");
+                let err = AuditError::Store(e.to_string());
+                for done in done {
+                    let _ = done.send(Err(err.clone()));
+                }
+            }
+        }
+        records.clear();
+    }
+    tracing::debug!("audit writer drained and stopped");
+}

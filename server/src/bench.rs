@@ -1,0 +1,271 @@
+//! `wardend bench evaluate`: Evaluate with durable audit next to a no-op tonic RPC, in
+//! one process and one run, so the ratio between them is the figure that matters (it
+//! cancels out the machine).
+//!
+//! Both servers listen on loopback and are driven by the same client code: `connections`
+//! HTTP/2 connections with `concurrency / connections` requests in flight on each. The
+//! no-op service takes the same request and returns the same response type as
+//! Evaluate, so the baseline pays the same encoding and transport costs.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use warden_proto::bench::v1::noop_client::NoopClient;
+use warden_proto::bench::v1::noop_server::{Noop, NoopServer};
+use warden_proto::v1::decisions_client::DecisionsClient;
+use warden_proto::v1::{Action, Decision, EvaluateRequest, EvaluateResponse, Verdict};
+
+use crate::server::{self, ServeConfig};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Database for the audit log. Default: a fresh SQLite file in a temporary directory.
+    /// A PostgreSQL database given here gets benchmark records appended to its chain.
+    #[arg(long, env = "WARDEN_DB")]
+    pub db: Option<String>,
+    /// Requests in flight in total.
+    #[arg(long, default_value_t = 1024)]
+    pub concurrency: usize,
+    /// HTTP/2 connections the requests are spread over.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Seconds each side is measured.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of unmeasured warm-up before each side.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+}
+
+/// Throughput and latency of one side.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub requests: u64,
+    pub errors: u64,
+    pub per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+struct NoopService;
+
+#[tonic::async_trait]
+impl Noop for NoopService {
+    async fn evaluate(
+        &self,
+        _request: Request<EvaluateRequest>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        Ok(Response::new(EvaluateResponse {
+            decision: Some(Decision {
+                verdict: Verdict::Allow.into(),
+                reason: "no-op".into(),
+                ..Default::default()
+            }),
+        }))
+    }
+}
+
+/// A realistic exec action: what `warden exec -- git status` sends.
+fn request(i: usize) -> EvaluateRequest {
+    EvaluateRequest {
+        action: Some(Action {
+            agent: "bench-agent".into(),
+            session: format!("bench-session-{}", i % 64),
+            channel: "exec".into(),
+            argv: vec!["git".into(), "status".into(), "--short".into()],
+            cwd: "/workspace/project".into(),
+            ..Default::default()
+        }),
+    }
+}
+
+pub async fn evaluate(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.concurrency >= 1 && args.connections >= 1, "--concurrency and --connections must be at least 1");
+    let tmp = tempdir()?;
+    let db = match &args.db {
+        Some(db) => db.clone(),
+        None => format!("sqlite://{}/bench.db", tmp.display()),
+    };
+
+    // Baseline: the no-op service.
+    let noop_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let noop_addr = noop_listener.local_addr()?;
+    let (noop_stop, noop_stopped) = tokio::sync::oneshot::channel::<()>();
+    let noop = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(NoopServer::new(NoopService))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(noop_listener), async {
+                let _ = noop_stopped.await;
+            }),
+    );
+
+    // The daemon, exactly as `wardend serve` runs it.
+    let port = free_port().await?;
+    let (daemon_stop, daemon_stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ServeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        db: db.clone(),
+        ..ServeConfig::default()
+    };
+    let daemon = tokio::spawn(server::run(config, async {
+        let _ = daemon_stopped.await;
+    }));
+    let daemon_url = format!("http://127.0.0.1:{port}");
+    wait_until_serving(&daemon_url).await?;
+
+    println!(
+        "wardend bench evaluate: {} connections x {} in flight, {}s warm-up + {}s measured per side, audit on {}",
+        args.connections,
+        args.concurrency.div_ceil(args.connections),
+        args.warmup,
+        args.duration,
+        if db.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" }
+    );
+
+    let noop_channels = channels(&format!("http://{noop_addr}"), args.connections).await?;
+    let baseline = drive(&args, noop_channels, |channel, i| {
+        let mut client = NoopClient::new(channel);
+        async move { client.evaluate(request(i)).await.map(|_| ()) }
+    })
+    .await;
+    print_row("no-op tonic RPC", &baseline);
+
+    let daemon_channels = channels(&daemon_url, args.connections).await?;
+    let evaluate = drive(&args, daemon_channels, |channel, i| {
+        let mut client = DecisionsClient::new(channel);
+        async move { client.evaluate(request(i)).await.map(|_| ()) }
+    })
+    .await;
+    print_row("Evaluate + durable audit", &evaluate);
+    println!(
+        "ratio Evaluate/no-op: {:.1}% of baseline throughput; p50 {:.2}x, p99 {:.2}x baseline latency",
+        100.0 * evaluate.per_second / baseline.per_second.max(1e-9),
+        evaluate.p50.as_secs_f64() / baseline.p50.as_secs_f64().max(1e-9),
+        evaluate.p99.as_secs_f64() / baseline.p99.as_secs_f64().max(1e-9),
+    );
+
+    let _ = noop_stop.send(());
+    let _ = daemon_stop.send(());
+    noop.await??;
+    daemon.await??;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+fn print_row(name: &str, f: &Figures) {
+    println!(
+        "{name:<26} {:>10.0} req/s   p50 {:>8.2} ms   p99 {:>8.2} ms   ({} requests, {} errors)",
+        f.per_second,
+        f.p50.as_secs_f64() * 1e3,
+        f.p99.as_secs_f64() * 1e3,
+        f.requests,
+        f.errors
+    );
+}
+
+async fn channels(url: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        // One Endpoint per connection: a tonic Channel multiplexes one HTTP/2 connection.
+        let channel = Endpoint::from_shared(url.to_string())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        out.push(channel);
+    }
+    Ok(out)
+}
+
+/// Runs the load and collects figures for the measured window.
+async fn drive<F, Fut>(args: &BenchArgs, channels: Vec<Channel>, call: F) -> Figures
+where
+    F: Fn(Channel, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<(), Status>> + Send,
+{
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(args.warmup);
+    let end = measure_from + Duration::from_secs(args.duration);
+    let mut tasks = Vec::with_capacity(args.concurrency);
+    for worker in 0..args.concurrency {
+        let channel = channels[worker % channels.len()].clone();
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies: Vec<u32> = Vec::with_capacity(4096);
+            let mut errors = 0u64;
+            let mut i = worker;
+            loop {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let ok = call(channel.clone(), i).await.is_ok();
+                i += 1;
+                if sent >= measure_from {
+                    if ok {
+                        latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((l, e)) = task.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(Duration::ZERO, |us| Duration::from_micros(u64::from(*us)))
+    };
+    Figures {
+        requests: all.len() as u64,
+        errors,
+        per_second: all.len() as f64 / args.duration as f64,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
+async fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    Ok(l.local_addr()?.port())
+}
+
+async fn wait_until_serving(url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(ch) = Endpoint::from_shared(url.to_string())?.connect().await {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
+            if health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the daemon under test did not start within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn tempdir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("wardend-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

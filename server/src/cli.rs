@@ -1,0 +1,310 @@
+//! `wardend`'s command line: the daemon and its offline tools. Each subcommand is a
+//! function that returns the process exit code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::audit::{self, AuditRow};
+use crate::policy::Policy;
+use crate::server::{self, ServeConfig};
+use crate::store::{AuditFilter, Store};
+
+#[derive(Debug, Parser)]
+#[command(name = "wardend", version, about = "Warden's policy-decision daemon for AI agents")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Work with policy files offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Measure the daemon.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "WARDEN_DB", default_value = "sqlite://warden.db")]
+    pub db: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Policy file (YAML). Default: the built-in default policy.
+    #[arg(long, env = "WARDEN_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Do not apply database migrations at start.
+    #[arg(long, env = "WARDEN_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "WARDEN_DRAIN_TIMEOUT", default_value_t = 10)]
+    pub drain_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exit 0 when intact, 1 naming the first bad record.
+    Verify(DbArgs),
+    /// Write every record as one JSON object per line to stdout.
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only records after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Print one session's timeline.
+    Replay {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Tenant of the session.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Session id.
+        session: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy file; print its version, or the error with file:line:column.
+    Validate {
+        /// Policy file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Evaluate with durable audit against a no-op tonic RPC, side by side.
+    Evaluate(crate::bench::BenchArgs),
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = ServeConfig {
+                listen: args.listen,
+                db: args.db.db,
+                policy: args.policy,
+                migrate: !args.no_migrate,
+                drain_timeout: Duration::from_secs(args.drain_timeout),
+                ..ServeConfig::default()
+            };
+            server::run(config, server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate(db) => {
+            let store = Store::connect(&db.db).await?;
+            store.migrate().await?;
+            println!("migrations applied to {}", store.display_url());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(cmd) => audit_command(cmd).await,
+        Command::Policy(PolicyCommand::Validate { file }) => match Policy::from_file(&file) {
+            Ok(policy) => {
+                println!(
+                    "{}: ok, {} rules, version {}",
+                    file.display(),
+                    policy.rule_count(),
+                    policy.version()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Bench(BenchCommand::Evaluate(args)) => {
+            crate::bench::evaluate(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Opens a database that must already hold Warden's schema (offline tools never create
+/// or migrate one behind the operator's back).
+async fn open_existing(db: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(db).await?;
+    store
+        .audit_head()
+        .await
+        .with_context(|| format!("{} does not hold a Warden audit log (run `wardend migrate` first?)", store.display_url()))?;
+    Ok(store)
+}
+
+async fn audit_command(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    match cmd {
+        AuditCommand::Verify(db) => {
+            let store = open_existing(&db.db).await?;
+            let v = audit::verify(&store).await?;
+            match v.failure {
+                None => {
+                    println!("audit chain intact: {} records", v.records);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(f) => {
+                    println!("audit chain BROKEN at record {}: {}", f.seq, f.problem);
+                    println!("{} records before it verified", v.records);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::Export { db, after } => {
+            let store = open_existing(&db.db).await?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut after = after;
+            loop {
+                let page = store.audit_page(&AuditFilter::default(), after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for row in &page {
+                    serde_json::to_writer(&mut out, &row.to_export_json())?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Replay {
+            db,
+            tenant,
+            session,
+        } => {
+            let store = open_existing(&db.db).await?;
+            let filter = AuditFilter {
+                tenant,
+                agent: String::new(),
+                session: session.clone(),
+            };
+            let mut after = 0;
+            let mut count = 0;
+            loop {
+                let page = store.audit_page(&filter, after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for row in &page {
+                    println!("{}", timeline_line(row));
+                    count += 1;
+                }
+            }
+            if count == 0 {
+                eprintln!("no records for session {session:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// One line of a session timeline.
+fn timeline_line(row: &AuditRow) -> String {
+    let b = &row.body;
+    let action: serde_json::Value = serde_json::from_str(&b.action).unwrap_or_default();
+    let what = action
+        .get("command_line")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .or_else(|| action.get("resource").and_then(|v| v.as_str()).filter(|s| !s.is_empty()))
+        .or_else(|| action.get("tool").and_then(|v| v.as_str()))
+        .unwrap_or("");
+    let when = format_time_us(b.time_us);
+    if b.kind == audit::KIND_REPORT {
+        let r: serde_json::Value = serde_json::from_str(&b.result).unwrap_or_default();
+        let mut facts = Vec::new();
+        if let Some(code) = r.get("exit_code").and_then(|v| v.as_i64()) {
+            facts.push(format!("exit={code}"));
+        }
+        if let Some(sig) = r.get("signal").and_then(|v| v.as_i64()) {
+            facts.push(format!("signal={sig}"));
+        }
+        for key in ["duration_ms", "bytes", "stdout_bytes", "stderr_bytes", "rows"] {
+            if let Some(n) = r.get(key).and_then(|v| v.as_u64()).filter(|n| *n > 0) {
+                facts.push(format!("{key}={n}"));
+            }
+        }
+        if let Some(e) = r.get("error").and_then(|v| v.as_str()).filter(|e| !e.is_empty()) {
+            facts.push(format!("error={e:?}"));
+        }
+        format!(
+            "{when}  #{:<6} report    {:<5} {what}  (for #{}) {}",
+            row.seq,
+            b.channel,
+            b.decision_seq,
+            facts.join(" ")
+        )
+    } else {
+        let rules = if b.rule_ids.is_empty() {
+            "default".to_string()
+        } else {
+            b.rule_ids.join(",")
+        };
+        format!(
+            "{when}  #{:<6} evaluate  {:<5} {what}  => {} [{rules}] {}  zone={}",
+            row.seq, b.channel, b.verdict, b.reason, b.zone
+        )
+    }
+}
+
+/// RFC 3339 UTC time from microseconds since the epoch.
+pub fn format_time_us(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let micros = us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_time_us;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(format_time_us(0), "1970-01-01T00:00:00.000000Z");
+        // 2026-11-21T22:48:00.5Z
+        assert_eq!(format_time_us(1_795_301_280_500_000), "2026-11-21T22:48:00.500000Z");
+        assert_eq!(format_time_us(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+    }
+}

@@ -1,0 +1,15 @@
+//! `wardend`: Warden's policy-decision daemon and its offline tools.
+//!
+//! Start at [`server::run`] for the daemon, [`service`] for the request path and
+//! docs/ARCHITECTURE.md for the walk from socket to audit row.
+
+pub mod audit;
+pub mod bench;
+pub mod cli;
+mod error;
+pub mod normalize;
+pub mod policy;
+mod redact;
+pub mod server;
+pub mod service;
+pub mod store;

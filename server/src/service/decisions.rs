@@ -1,0 +1,218 @@
+//! `warden.v1.Decisions`: the hot path.
+
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+use warden_proto::v1::{
+    AuditRef, Decision, EvaluateRequest, EvaluateResponse, ReportRequest, ReportResponse,
+    ResultMeta, Zone, decisions_server::Decisions,
+};
+
+use super::{Shared, now_us};
+use crate::audit::{KIND_EVALUATE, KIND_REPORT, RecordBody};
+use crate::error::ApiError;
+use crate::normalize::{self, NormalizedAction};
+use crate::redact;
+
+/// Zone reported until session state lands (the policy-language issue): every session
+/// is in the safe zone, which is what a session without escalation triggers is.
+const ZONE: Zone = Zone::Safe;
+const ZONE_NAME: &str = "safe";
+
+/// Most tags a report may carry, and the longest tag.
+const MAX_TAGS: usize = 256;
+const MAX_TAG_BYTES: usize = 256;
+
+pub(crate) struct DecisionsService {
+    shared: Shared,
+}
+
+impl DecisionsService {
+    pub(crate) fn new(shared: Shared) -> Self {
+        DecisionsService { shared }
+    }
+
+    async fn evaluate(&self, req: EvaluateRequest) -> Result<Decision, ApiError> {
+        // 1. Normalize once; nothing after this is sloppy.
+        let action = normalize::normalize(req.action.as_ref())?;
+        // 2. Decide on a snapshot of the live policy.
+        let policy = self.shared.policy.current();
+        let outcome = policy.evaluate(&action);
+        // 3. Audit; the decision exists only once its record is committed.
+        let body = RecordBody {
+            time_us: now_us(),
+            kind: KIND_EVALUATE.into(),
+            verdict: outcome.verdict.as_str().into(),
+            rule_ids: outcome.matched_rules.clone(),
+            reason: outcome.reason.clone(),
+            policy_version: policy.version().into(),
+            ..identity_body(&action)
+        };
+        let committed = self.shared.audit.append(body).await?;
+        // 4. Answer.
+        Ok(Decision {
+            verdict: outcome.verdict.to_proto().into(),
+            matched_rules: outcome.matched_rules,
+            reason: outcome.reason,
+            policy_version: policy.version().into(),
+            zone: ZONE.into(),
+            id: Some(AuditRef {
+                seq: committed.seq,
+                hash: committed.hash,
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn report(&self, req: ReportRequest) -> Result<ReportResponse, ApiError> {
+        let action = normalize::normalize(req.action.as_ref())?;
+        let result = req
+            .result
+            .as_ref()
+            .ok_or_else(|| ApiError::BadRequest("result: is required".into()))?;
+        let result_json = result_json(result)?;
+        let policy = self.shared.policy.current();
+        let body = RecordBody {
+            time_us: now_us(),
+            kind: KIND_REPORT.into(),
+            policy_version: policy.version().into(),
+            result: result_json,
+            decision_seq: req.decision_seq,
+            ..identity_body(&action)
+        };
+        let committed = self.shared.audit.append(body).await?;
+        Ok(ReportResponse {
+            id: Some(AuditRef {
+                seq: committed.seq,
+                hash: committed.hash,
+            }),
+            zone: ZONE.into(),
+        })
+    }
+}
+
+/// The record fields every kind shares, taken from the normalized action.
+fn identity_body(action: &NormalizedAction) -> RecordBody {
+    RecordBody {
+        time_us: 0,
+        kind: String::new(),
+        tenant: action.tenant.clone(),
+        agent: action.agent.clone(),
+        session: action.session.clone(),
+        channel: action.channel.as_str().into(),
+        action: redact::action_json(action),
+        verdict: String::new(),
+        rule_ids: Vec::new(),
+        reason: String::new(),
+        policy_version: String::new(),
+        zone: ZONE_NAME.into(),
+        approval_id: String::new(),
+        break_glass_id: String::new(),
+        result: String::new(),
+        decision_seq: 0,
+    }
+}
+
+/// ResultMeta as canonical JSON, after validation.
+fn result_json(r: &ResultMeta) -> Result<String, ApiError> {
+    if r.tags.len() > MAX_TAGS {
+        return Err(ApiError::BadRequest(format!(
+            "result.tags: has {} entries; the limit is {MAX_TAGS}",
+            r.tags.len()
+        )));
+    }
+    let mut tags = Vec::with_capacity(r.tags.len());
+    for tag in &r.tags {
+        let tag = tag.trim().to_ascii_lowercase();
+        if tag.is_empty() || tag.len() > MAX_TAG_BYTES || tag.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest(format!(
+                "result.tags: {tag:?} is not a valid tag (1-{MAX_TAG_BYTES} printable bytes)"
+            )));
+        }
+        tags.push(tag);
+    }
+    tags.sort();
+    tags.dedup();
+    let usage = r.usage.unwrap_or_default();
+    if !usage.cost_usd.is_finite() || usage.cost_usd < 0.0 {
+        return Err(ApiError::BadRequest(
+            "result.usage.cost_usd: must be a finite, non-negative number".into(),
+        ));
+    }
+    if r.error.len() > 4096 || r.destination.len() > 4096 {
+        return Err(ApiError::BadRequest(
+            "result.error and result.destination: at most 4096 bytes each".into(),
+        ));
+    }
+
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        sensitivity: &'static str,
+        tags: Vec<String>,
+        rows: u64,
+        bytes: u64,
+        egress: &'static str,
+        destination: &'a str,
+        tokens_in: u64,
+        tokens_out: u64,
+        cost_usd: f64,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        duration_ms: u64,
+        stdout_bytes: u64,
+        stderr_bytes: u64,
+        error: std::borrow::Cow<'a, str>,
+    }
+    use warden_proto::v1::{Egress, Sensitivity};
+    let sensitivity = match r.sensitivity() {
+        Sensitivity::Unspecified => "",
+        Sensitivity::Low => "low",
+        Sensitivity::Medium => "medium",
+        Sensitivity::High => "high",
+    };
+    let egress = match r.egress() {
+        Egress::Unspecified => "",
+        Egress::Internal => "internal",
+        Egress::External => "external",
+    };
+    let canonical = Canonical {
+        sensitivity,
+        tags,
+        rows: r.rows,
+        bytes: r.bytes,
+        egress,
+        destination: r.destination.trim(),
+        tokens_in: usage.tokens_in,
+        tokens_out: usage.tokens_out,
+        cost_usd: usage.cost_usd,
+        exit_code: r.exit_code,
+        signal: r.signal,
+        duration_ms: r.duration_ms,
+        stdout_bytes: r.stdout_bytes,
+        stderr_bytes: r.stderr_bytes,
+        error: redact::redact(&r.error),
+    };
+    serde_json::to_string(&canonical)
+        .map_err(|e| ApiError::BadRequest(format!("result: cannot be encoded: {e}")))
+}
+
+#[tonic::async_trait]
+impl Decisions for DecisionsService {
+    async fn evaluate(
+        &self,
+        request: Request<EvaluateRequest>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        let decision = DecisionsService::evaluate(self, request.into_inner()).await?;
+        Ok(Response::new(EvaluateResponse {
+            decision: Some(decision),
+        }))
+    }
+
+    async fn report(
+        &self,
+        request: Request<ReportRequest>,
+    ) -> Result<Response<ReportResponse>, Status> {
+        Ok(Response::new(
+            DecisionsService::report(self, request.into_inner()).await?,
+        ))
+    }
+}

@@ -1,0 +1,301 @@
+//! Storage: one [`Store`] with a SQLite backend (embedded default, single node) and a
+//! PostgreSQL backend (production, shared by replicas). Both run the same migrations
+//! (one directory per dialect) and pass the same conformance suite (`tests/`).
+//!
+//! Shared state is made correct with transactions and row locks in the database, never
+//! with in-process locks, so several processes on one database stay consistent.
+
+mod postgres;
+mod sqlite;
+
+use std::time::Duration;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::audit::{AuditRow, Committed, RecordBody};
+
+/// A record ready to be appended: its body and the body's canonical JSON.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub body: RecordBody,
+    pub json: Vec<u8>,
+}
+
+/// Filters for reading the audit log; empty fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub tenant: String,
+    pub agent: String,
+    pub session: String,
+}
+
+/// Storage failures. Messages are safe to show an operator; they never include a
+/// password from the database URL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://PATH (e.g. sqlite://warden.db) or postgres://USER@HOST:PORT/DB"
+    )]
+    UnsupportedUrl(String),
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("corrupt audit row: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Handle to the database; cheap to clone (a connection pool).
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    /// The URL with any password masked, for messages.
+    display_url: String,
+}
+
+/// How long to wait for a connection before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Opens `url` (`sqlite://…` or `postgres://…`). Fails if the database cannot be
+    /// reached now, with a message naming it.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let display_url = mask_password(url);
+        let connect_err = |source| StoreError::Connect {
+            url: display_url.clone(),
+            source,
+        };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::connect(url).await.map_err(connect_err)?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(postgres::connect(url).await.map_err(connect_err)?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(display_url));
+        };
+        Ok(Store {
+            backend,
+            display_url,
+        })
+    }
+
+    /// "sqlite" or "postgres".
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The database URL with any password masked.
+    pub fn display_url(&self) -> &str {
+        &self.display_url
+    }
+
+    /// Applies pending migrations. Safe to run from several processes at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => migrator(SQLITE_MIGRATIONS).run(pool).await?,
+            Backend::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Appends records to the chain in one transaction and returns their places, in
+    /// order. All or nothing.
+    pub async fn append_batch(&self, records: &[NewRecord]) -> Result<Vec<Committed>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::append_batch(pool, records).await,
+            Backend::Postgres(pool) => postgres::append_batch(pool, records).await,
+        }
+    }
+
+    /// The chain head as stored (seq 0 and the genesis hash for an empty log).
+    pub async fn audit_head(&self) -> Result<Committed, StoreError> {
+        let (seq, hash): (i64, String) = match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    .fetch_one(pool)
+                    .await?
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(Committed {
+            seq: seq as u64,
+            hash,
+        })
+    }
+
+    /// Records matching `filter` with `seq > after_seq`, in seq order, at most `limit`.
+    pub async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::audit_page(pool, filter, after_seq, limit).await,
+            Backend::Postgres(pool) => postgres::audit_page(pool, filter, after_seq, limit).await,
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Migrations compiled into the binary: (version, description, SQL).
+type Embedded = &'static [(i64, &'static str, &'static str)];
+
+const SQLITE_MIGRATIONS: Embedded = &[(
+    1,
+    "audit log",
+    include_str!("../../migrations/sqlite/0001_audit.sql"),
+)];
+const POSTGRES_MIGRATIONS: Embedded = &[(
+    1,
+    "audit log",
+    include_str!("../../migrations/postgres/0001_audit.sql"),
+)];
+
+fn migrator(migrations: Embedded) -> Migrator {
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Expands to the audit_log column list, in the order [`audit_row`] reads it.
+macro_rules! audit_columns {
+    () => {
+        "seq, time_us, kind, tenant, agent, session, channel, action, verdict, rule_ids, \
+         reason, policy_version, zone, approval_id, break_glass_id, result, decision_seq, \
+         prev_hash, hash"
+    };
+}
+use audit_columns;
+
+/// Reads one audit_log row (either backend).
+fn audit_row<'r, R>(row: &'r R) -> Result<AuditRow, StoreError>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let seq: i64 = row.try_get("seq")?;
+    let rule_ids: String = row.try_get("rule_ids")?;
+    let rule_ids: Vec<String> = serde_json::from_str(&rule_ids)
+        .map_err(|e| StoreError::Corrupt(format!("record {seq}: rule_ids is not a JSON list: {e}")))?;
+    let decision_seq: i64 = row.try_get("decision_seq")?;
+    Ok(AuditRow {
+        seq: seq as u64,
+        body: RecordBody {
+            time_us: row.try_get("time_us")?,
+            kind: row.try_get("kind")?,
+            tenant: row.try_get("tenant")?,
+            agent: row.try_get("agent")?,
+            session: row.try_get("session")?,
+            channel: row.try_get("channel")?,
+            action: row.try_get("action")?,
+            verdict: row.try_get("verdict")?,
+            rule_ids,
+            reason: row.try_get("reason")?,
+            policy_version: row.try_get("policy_version")?,
+            zone: row.try_get("zone")?,
+            approval_id: row.try_get("approval_id")?,
+            break_glass_id: row.try_get("break_glass_id")?,
+            result: row.try_get("result")?,
+            decision_seq: decision_seq as u64,
+        },
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// Replaces the password in `scheme://user:password@host/...` with `***`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Chains `records` after `head`: returns (seq, prev_hash, hash) for each, in order.
+fn chain(head: &Committed, records: &[NewRecord]) -> Vec<(u64, String, String)> {
+    let mut prev = head.hash.clone();
+    let mut seq = head.seq;
+    records
+        .iter()
+        .map(|r| {
+            seq += 1;
+            let hash = crate::audit::chain_hash(&prev, seq, &r.json);
+            let out = (seq, std::mem::replace(&mut prev, hash.clone()), hash);
+            out
+        })
+        .collect()
+}
+
+/// Serializes rule ids as stored (a JSON list).
+fn rule_ids_json(ids: &[String]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_password;
+
+    #[test]
+    fn masks_passwords_only() {
+        assert_eq!(
+            mask_password("postgres://app:s3cret@db:5432/warden"),
+            "postgres://app:***@db:5432/warden"
+        );
+        assert_eq!(
+            mask_password("postgres://app@db/warden"),
+            "postgres://app@db/warden"
+        );
+        assert_eq!(mask_password("sqlite://warden.db"), "sqlite://warden.db");
+    }
+}

@@ -1,0 +1,106 @@
+//! SQLite backend: one file, WAL journal, `synchronous=FULL` so a commit survives power
+//! loss. Each batch runs in a `BEGIN IMMEDIATE` transaction, which takes the database's
+//! write lock up front, so two processes sharing a file still build one chain.
+
+use std::str::FromStr;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{
+    AuditFilter, CONNECT_TIMEOUT, NewRecord, StoreError, audit_columns, audit_row, chain,
+    rule_ids_json,
+};
+use crate::audit::{AuditRow, Committed};
+
+pub(super) async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(CONNECT_TIMEOUT)
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options)
+        .await
+}
+
+pub(super) async fn append_batch(
+    pool: &SqlitePool,
+    records: &[NewRecord],
+) -> Result<Vec<Committed>, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let (seq, hash): (i64, String) = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let head = Committed {
+        seq: seq as u64,
+        hash,
+    };
+    let links = chain(&head, records);
+    for (r, (seq, prev, hash)) in records.iter().zip(&links) {
+        let b = &r.body;
+        sqlx::query(concat!(
+            "INSERT INTO audit_log (",
+            audit_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ))
+        .bind(*seq as i64)
+        .bind(b.time_us)
+        .bind(&b.kind)
+        .bind(&b.tenant)
+        .bind(&b.agent)
+        .bind(&b.session)
+        .bind(&b.channel)
+        .bind(&b.action)
+        .bind(&b.verdict)
+        .bind(rule_ids_json(&b.rule_ids))
+        .bind(&b.reason)
+        .bind(&b.policy_version)
+        .bind(&b.zone)
+        .bind(&b.approval_id)
+        .bind(&b.break_glass_id)
+        .bind(&b.result)
+        .bind(b.decision_seq as i64)
+        .bind(prev)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let (last_seq, _, last_hash) = links.last().cloned().unwrap_or_default();
+    sqlx::query("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
+        .bind(last_seq as i64)
+        .bind(&last_hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(links
+        .into_iter()
+        .map(|(seq, _, hash)| Committed { seq, hash })
+        .collect())
+}
+
+pub(super) async fn audit_page(
+    pool: &SqlitePool,
+    filter: &AuditFilter,
+    after_seq: u64,
+    limit: u32,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM audit_log WHERE seq > ?1 \
+           AND (?2 = '' OR tenant = ?2) AND (?3 = '' OR agent = ?3) AND (?4 = '' OR session = ?4) \
+         ORDER BY seq LIMIT ?5"
+    ))
+    .bind(after_seq as i64)
+    .bind(&filter.tenant)
+    .bind(&filter.agent)
+    .bind(&filter.session)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(audit_row).collect()
+}
