@@ -1,1 +1,27 @@
-fn main(){}
+//! `warden`: the interceptors. Parse flags, start a small runtime, hand over.
+
+use clap::Parser;
+use warden_interceptors::{Cli, run};
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let code = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("warden: cannot start the async runtime: {e}");
+            warden_interceptors::EXIT_NO_DECISION
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,190 @@
+//! The one client every interceptor uses: connection with a deadline, Evaluate and
+//! Report with a deadline, and errors that say plainly that nothing was decided.
+
+use std::time::Duration;
+
+use clap::Args;
+use tonic::transport::{Channel, Endpoint};
+use warden_proto::v1::{
+    Action, Decision, EvaluateRequest, ReportRequest, ResultMeta,
+    decisions_client::DecisionsClient,
+};
+
+/// Where the daemon is and who is asking. Every flag has an environment equivalent so a
+/// sidecar or agent launcher can set them once.
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// wardend address (host:port or http://host:port).
+    #[arg(long, env = "WARDEN_DAEMON", default_value = "http://127.0.0.1:50051")]
+    pub daemon: String,
+    /// Tenant the agent belongs to.
+    #[arg(long, env = "WARDEN_TENANT", default_value = "default")]
+    pub tenant: String,
+    /// Agent id.
+    #[arg(long, env = "WARDEN_AGENT", default_value = "default")]
+    pub agent: String,
+    /// Session id; actions of one session are judged together.
+    #[arg(long, env = "WARDEN_SESSION", default_value = "default")]
+    pub session: String,
+    /// Milliseconds to wait for a decision before refusing.
+    #[arg(long, env = "WARDEN_TIMEOUT_MS", default_value_t = 5000)]
+    pub timeout_ms: u64,
+    /// Run the action anyway when no decision can be had (daemon down or slow). Every
+    /// such run is announced on stderr. Policy refusals are never overridden.
+    #[arg(long, env = "WARDEN_FAIL_OPEN")]
+    pub fail_open: bool,
+}
+
+impl IdentityArgs {
+    /// Fills the identity fields of an action.
+    pub fn stamp(&self, action: &mut Action) {
+        action.tenant = self.tenant.clone();
+        action.agent = self.agent.clone();
+        action.session = self.session.clone();
+    }
+
+    fn url(&self) -> String {
+        if self.daemon.contains("://") {
+            self.daemon.clone()
+        } else {
+            format!("http://{}", self.daemon)
+        }
+    }
+}
+
+/// Why no decision was had.
+#[derive(Debug, thiserror::Error)]
+pub enum NoDecision {
+    #[error("cannot reach wardend at {addr}: {detail}")]
+    Unreachable { addr: String, detail: String },
+    #[error("wardend at {addr} did not answer within {timeout:?}")]
+    TimedOut { addr: String, timeout: Duration },
+    #[error("wardend rejected the request: {0}")]
+    Rejected(String),
+    #[error("wardend could not decide: {0}")]
+    Failed(String),
+}
+
+impl NoDecision {
+    /// Whether `--fail-open` may override this (the daemon is unavailable), as opposed to
+    /// the daemon having looked at the request and refused to decide it.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, NoDecision::Unreachable { .. } | NoDecision::TimedOut { .. })
+    }
+}
+
+/// A connected client with a per-call deadline.
+pub struct DaemonClient {
+    inner: DecisionsClient<Channel>,
+    addr: String,
+    timeout: Duration,
+}
+
+impl DaemonClient {
+    pub async fn connect(args: &IdentityArgs) -> Result<DaemonClient, NoDecision> {
+        let addr = args.url();
+        let timeout = Duration::from_millis(args.timeout_ms);
+        let endpoint = Endpoint::from_shared(addr.clone())
+            .map_err(|e| NoDecision::Unreachable {
+                addr: addr.clone(),
+                detail: format!("invalid address: {e}"),
+            })?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .tcp_nodelay(true);
+        let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+            Err(_) => return Err(NoDecision::TimedOut { addr, timeout }),
+            Ok(Err(e)) => {
+                return Err(NoDecision::Unreachable {
+                    detail: source_chain(&e),
+                    addr,
+                });
+            }
+            Ok(Ok(channel)) => channel,
+        };
+        Ok(DaemonClient {
+            inner: DecisionsClient::new(channel),
+            addr,
+            timeout,
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub async fn evaluate(&mut self, action: Action) -> Result<Decision, NoDecision> {
+        let call = self.inner.evaluate(EvaluateRequest {
+            action: Some(action),
+        });
+        let response = match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => {
+                return Err(NoDecision::TimedOut {
+                    addr: self.addr.clone(),
+                    timeout: self.timeout,
+                });
+            }
+            Ok(r) => r.map_err(|s| self.status_error(s))?,
+        };
+        response
+            .into_inner()
+            .decision
+            .ok_or_else(|| NoDecision::Failed("the answer carried no decision".into()))
+    }
+
+    pub async fn report(
+        &mut self,
+        action: Action,
+        decision_seq: u64,
+        result: ResultMeta,
+    ) -> Result<(), NoDecision> {
+        let call = self.inner.report(ReportRequest {
+            action: Some(action),
+            decision_seq,
+            result: Some(result),
+        });
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(NoDecision::TimedOut {
+                addr: self.addr.clone(),
+                timeout: self.timeout,
+            }),
+            Ok(r) => r.map(|_| ()).map_err(|s| self.status_error(s)),
+        }
+    }
+
+    fn status_error(&self, status: tonic::Status) -> NoDecision {
+        use tonic::Code;
+        match status.code() {
+            Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied | Code::Unauthenticated => {
+                NoDecision::Rejected(status.message().to_string())
+            }
+            Code::DeadlineExceeded => NoDecision::TimedOut {
+                addr: self.addr.clone(),
+                timeout: self.timeout,
+            },
+            Code::Unavailable if status.message().contains("audit") => {
+                NoDecision::Failed(status.message().to_string())
+            }
+            Code::Unavailable | Code::Cancelled | Code::Unknown => NoDecision::Unreachable {
+                addr: self.addr.clone(),
+                detail: status.message().to_string(),
+            },
+            _ => NoDecision::Failed(status.message().to_string()),
+        }
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // hyper and tonic repeat their source's text in their own; say it once.
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

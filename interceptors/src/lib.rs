@@ -1,0 +1,39 @@
+//! `warden`: the interceptors that sit between an agent and the world and ask `wardend`
+//! before anything happens. All of them share [`client::DaemonClient`] (deadlines,
+//! fail-closed) and [`client::IdentityArgs`] (daemon address, tenant, agent, session).
+
+mod client;
+mod exec;
+
+use clap::{Parser, Subcommand};
+
+pub use client::{DaemonClient, IdentityArgs};
+
+/// Exit code when policy refused the action (deny, approval required): nothing ran.
+pub const EXIT_REFUSED: i32 = 126;
+/// Exit code when no decision could be had (daemon unreachable, timed out, rejected the
+/// request) and `--fail-open` was not given: nothing ran.
+pub const EXIT_NO_DECISION: i32 = 125;
+/// Exit code when the command was allowed but could not be started (not found, not
+/// executable).
+pub const EXIT_CANNOT_RUN: i32 = 127;
+
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about = "Warden interceptors: ask wardend before an agent acts")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate a command, then run it with the same argv, stdio and environment.
+    Exec(exec::ExecArgs),
+}
+
+/// Runs a parsed command and returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Exec(args) => exec::run(args).await,
+    }
+}
