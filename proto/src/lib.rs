@@ -33,7 +33,7 @@ pub mod v1 {
 pub mod bench {
     /// `warden.bench.v1`.
     pub mod v1 {
-        tonic::include_proto!("warden.bench.v1");
+        include!(concat!(env!("OUT_DIR"), "/bench/warden.bench.v1.rs"));
     }
 }
 
