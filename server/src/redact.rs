@@ -16,7 +16,7 @@ const MARK: &str = "[REDACTED]";
 
 /// (pattern, replacement). Capture group 1, when present, is kept.
 static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
-    let secret_name = r"[A-Za-z0-9_.-]*(?i:secret|token|passw(?:or)?d|passwd|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth)[A-Za-z0-9_.-]*";
+    let secret_name = r"[A-Za-z0-9_.-]*(?i:secret|token|passw(?:or)?d|passwd|api[_-]?key|access[_-]?key|private[_-]?key|credential)[A-Za-z0-9_.-]*";
     [
         // NAME=value, name: value (env assignments, query strings, config lines)
         (format!(r"(\b{secret_name}\s*[=:]\s*)[^\s&;,'\x22]+"), "${1}[REDACTED]"),

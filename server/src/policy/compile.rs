@@ -286,7 +286,7 @@ impl Compiler<'_> {
             }
             for group in &groups.value {
                 let spanned = Spanned::new(group.clone(), groups.referenced, groups.defined);
-                let (set, list) = self.globs("args", &spanned, GlobKind::Text)?;
+                let (set, list) = self.globs("args", &spanned, GlobKind::Path)?;
                 args.push(set);
                 spec.args.push(list);
             }

@@ -51,7 +51,8 @@ pub(super) struct MatchFile {
     pub(super) command: Option<Spanned<Patterns>>,
     /// Globs over the destination host of URL resources.
     pub(super) host: Option<Spanned<Patterns>>,
-    /// Argument groups: each group needs at least one argument matching one of its globs.
+    /// Argument groups: each group needs at least one argument matching one of its globs
+    /// (path-style globs: `*` stops at `/`).
     pub(super) args: Option<Spanned<Vec<Patterns>>>,
 }
 
