@@ -6,8 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use tonic::transport::{Channel, Endpoint};
 use warden_proto::v1::{
-    Action, Decision, EvaluateRequest, ReportRequest, ResultMeta,
-    decisions_client::DecisionsClient,
+    Action, Decision, EvaluateRequest, ReportRequest, ResultMeta, decisions_client::DecisionsClient,
 };
 
 /// Where the daemon is and who is asking. Every flag has an environment equivalent so a
@@ -69,7 +68,10 @@ impl NoDecision {
     /// Whether `--fail-open` may override this (the daemon is unavailable), as opposed to
     /// the daemon having looked at the request and refused to decide it.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, NoDecision::Unreachable { .. } | NoDecision::TimedOut { .. })
+        matches!(
+            self,
+            NoDecision::Unreachable { .. } | NoDecision::TimedOut { .. }
+        )
     }
 }
 
@@ -155,9 +157,10 @@ impl DaemonClient {
     fn status_error(&self, status: tonic::Status) -> NoDecision {
         use tonic::Code;
         match status.code() {
-            Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied | Code::Unauthenticated => {
-                NoDecision::Rejected(status.message().to_string())
-            }
+            Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::PermissionDenied
+            | Code::Unauthenticated => NoDecision::Rejected(status.message().to_string()),
             Code::DeadlineExceeded => NoDecision::TimedOut {
                 addr: self.addr.clone(),
                 timeout: self.timeout,

@@ -27,7 +27,12 @@ pub struct ExecArgs {
     #[command(flatten)]
     identity: IdentityArgs,
     /// The command and its arguments (after `--`).
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     command: Vec<String>,
 }
 
@@ -56,7 +61,11 @@ pub(crate) async fn run(args: ExecArgs) -> i32 {
                 "warden: refused {:?}: {} (fail-closed: nothing was run{})",
                 args.command[0],
                 message.text,
-                if message.unavailable { "; --fail-open overrides this" } else { "" }
+                if message.unavailable {
+                    "; --fail-open overrides this"
+                } else {
+                    ""
+                }
             );
             return EXIT_NO_DECISION;
         }
@@ -103,10 +112,7 @@ fn refusal(d: &Decision) -> Option<String> {
     let seq = d.id.as_ref().map_or(0, |id| id.seq);
     match d.verdict() {
         Verdict::Allow => None,
-        Verdict::Deny => Some(format!(
-            "denied: {} [{rules}] (decision #{seq})",
-            d.reason
-        )),
+        Verdict::Deny => Some(format!("denied: {} [{rules}] (decision #{seq})", d.reason)),
         Verdict::RequireApproval => Some(format!(
             "approval required: {} [{rules}] (decision #{seq}{}); nothing was run",
             d.reason,
@@ -139,8 +145,16 @@ async fn spawn_and_wait(argv: &[String]) -> Outcome {
     command
         .args(&argv[1..])
         .stdin(Stdio::inherit())
-        .stdout(if count_stdout { Stdio::piped() } else { Stdio::inherit() })
-        .stderr(if count_stderr { Stdio::piped() } else { Stdio::inherit() });
+        .stdout(if count_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .stderr(if count_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -162,8 +176,14 @@ async fn spawn_and_wait(argv: &[String]) -> Outcome {
     };
     let pid = child.id().map(|id| Pid::from_raw(id as i32));
     let forwarder = tokio::spawn(forward_signals(pid));
-    let stdout = child.stdout.take().map(|s| tokio::spawn(pump(s, tokio::io::stdout())));
-    let stderr = child.stderr.take().map(|s| tokio::spawn(pump(s, tokio::io::stderr())));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(pump(s, tokio::io::stdout())));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(pump(s, tokio::io::stderr())));
     let status = child.wait().await;
     let stdout_bytes = join_count(stdout).await;
     let stderr_bytes = join_count(stderr).await;

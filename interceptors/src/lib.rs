@@ -19,7 +19,11 @@ pub const EXIT_NO_DECISION: i32 = 125;
 pub const EXIT_CANNOT_RUN: i32 = 127;
 
 #[derive(Debug, Parser)]
-#[command(name = "warden", version, about = "Warden interceptors: ask wardend before an agent acts")]
+#[command(
+    name = "warden",
+    version,
+    about = "Warden interceptors: ask wardend before an agent acts"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

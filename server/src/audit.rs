@@ -6,4 +6,4 @@ mod writer;
 
 pub use record::{AuditRow, GENESIS_HASH, KIND_EVALUATE, KIND_REPORT, RecordBody, chain_hash};
 pub use verify::{ChainFailure, Verification, verify};
-pub use writer::{AuditError, AuditWriter, Committed, DEFAULT_MAX_BATCH};
+pub use writer::{AuditError, AuditWriter, Committed, DEFAULT_MAX_BATCH, WriterTask};

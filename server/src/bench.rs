@@ -86,7 +86,10 @@ fn request(i: usize) -> EvaluateRequest {
 }
 
 pub async fn evaluate(args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.concurrency >= 1 && args.connections >= 1, "--concurrency and --connections must be at least 1");
+    anyhow::ensure!(
+        args.concurrency >= 1 && args.connections >= 1,
+        "--concurrency and --connections must be at least 1"
+    );
     let tmp = tempdir()?;
     let db = match &args.db {
         Some(db) => db.clone(),
@@ -126,7 +129,11 @@ pub async fn evaluate(args: BenchArgs) -> anyhow::Result<()> {
         args.concurrency.div_ceil(args.connections),
         args.warmup,
         args.duration,
-        if db.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" }
+        if db.starts_with("sqlite") {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        }
     );
 
     let noop_channels = channels(&format!("http://{noop_addr}"), args.connections).await?;
@@ -259,7 +266,10 @@ async fn wait_until_serving(url: &str) -> anyhow::Result<()> {
                 return Ok(());
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "the daemon under test did not start within 30 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the daemon under test did not start within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -15,7 +15,11 @@ use crate::server::{self, ServeConfig};
 use crate::store::{AuditFilter, Store};
 
 #[derive(Debug, Parser)]
-#[command(name = "wardend", version, about = "Warden's policy-decision daemon for AI agents")]
+#[command(
+    name = "wardend",
+    version,
+    about = "Warden's policy-decision daemon for AI agents"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -150,10 +154,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// or migrate one behind the operator's back).
 async fn open_existing(db: &str) -> anyhow::Result<Store> {
     let store = Store::connect(db).await?;
-    store
-        .audit_head()
-        .await
-        .with_context(|| format!("{} does not hold a Warden audit log (run `wardend migrate` first?)", store.display_url()))?;
+    store.audit_head().await.with_context(|| {
+        format!(
+            "{} does not hold a Warden audit log (run `wardend migrate` first?)",
+            store.display_url()
+        )
+    })?;
     Ok(store)
 }
 
@@ -181,7 +187,9 @@ async fn audit_command(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             let mut out = std::io::BufWriter::new(stdout.lock());
             let mut after = after;
             loop {
-                let page = store.audit_page(&AuditFilter::default(), after, 1000).await?;
+                let page = store
+                    .audit_page(&AuditFilter::default(), after, 1000)
+                    .await?;
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for row in &page {
@@ -231,7 +239,12 @@ fn timeline_line(row: &AuditRow) -> String {
         .get("command_line")
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty())
-        .or_else(|| action.get("resource").and_then(|v| v.as_str()).filter(|s| !s.is_empty()))
+        .or_else(|| {
+            action
+                .get("resource")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+        })
         .or_else(|| action.get("tool").and_then(|v| v.as_str()))
         .unwrap_or("");
     let when = format_time_us(b.time_us);
@@ -244,12 +257,22 @@ fn timeline_line(row: &AuditRow) -> String {
         if let Some(sig) = r.get("signal").and_then(|v| v.as_i64()) {
             facts.push(format!("signal={sig}"));
         }
-        for key in ["duration_ms", "bytes", "stdout_bytes", "stderr_bytes", "rows"] {
+        for key in [
+            "duration_ms",
+            "bytes",
+            "stdout_bytes",
+            "stderr_bytes",
+            "rows",
+        ] {
             if let Some(n) = r.get(key).and_then(|v| v.as_u64()).filter(|n| *n > 0) {
                 facts.push(format!("{key}={n}"));
             }
         }
-        if let Some(e) = r.get("error").and_then(|v| v.as_str()).filter(|e| !e.is_empty()) {
+        if let Some(e) = r
+            .get("error")
+            .and_then(|v| v.as_str())
+            .filter(|e| !e.is_empty())
+        {
             facts.push(format!("error={e:?}"));
         }
         format!(
@@ -304,7 +327,13 @@ mod tests {
     fn formats_utc_times() {
         assert_eq!(format_time_us(0), "1970-01-01T00:00:00.000000Z");
         // 2026-11-21T22:48:00.5Z
-        assert_eq!(format_time_us(1_795_301_280_500_000), "2026-11-21T22:48:00.500000Z");
-        assert_eq!(format_time_us(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            format_time_us(1_795_301_280_500_000),
+            "2026-11-21T22:48:00.500000Z"
+        );
+        assert_eq!(
+            format_time_us(951_782_400_000_000),
+            "2000-02-29T00:00:00.000000Z"
+        );
     }
 }

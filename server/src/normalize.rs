@@ -157,7 +157,10 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
     if action.argv.len() > MAX_ITEMS {
         return Err(invalid(
             "action.argv",
-            format!("has {} entries; the limit is {MAX_ITEMS}", action.argv.len()),
+            format!(
+                "has {} entries; the limit is {MAX_ITEMS}",
+                action.argv.len()
+            ),
         ));
     }
     let argv_bytes: usize = action.argv.iter().map(String::len).sum();
@@ -170,7 +173,10 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
     if action.attributes.len() > MAX_ITEMS {
         return Err(invalid(
             "action.attributes",
-            format!("has {} entries; the limit is {MAX_ITEMS}", action.attributes.len()),
+            format!(
+                "has {} entries; the limit is {MAX_ITEMS}",
+                action.attributes.len()
+            ),
         ));
     }
     let mut attributes = BTreeMap::new();

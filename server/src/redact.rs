@@ -84,9 +84,21 @@ pub(crate) fn action_json(action: &NormalizedAction) -> String {
 
 fn looks_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["secret", "token", "password", "passwd", "api_key", "apikey", "api-key", "authorization", "cookie", "private_key", "credential"]
-        .iter()
-        .any(|s| key.contains(s))
+    [
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "api_key",
+        "apikey",
+        "api-key",
+        "authorization",
+        "cookie",
+        "private_key",
+        "credential",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
 }
 
 fn redact_json(value: &mut serde_json::Value) {
@@ -117,12 +129,27 @@ mod tests {
     #[test]
     fn redacts_common_secret_shapes() {
         let cases = [
-            ("export OPENAI_API_KEY=sk-abcdefghijklmnopqrstuvwx", "export OPENAI_API_KEY=[REDACTED]"),
-            ("curl -H 'Authorization: Bearer abcdefghijkl123' x", "curl -H 'Authorization: Bearer [REDACTED]' x"),
-            ("mysql --password=hunter22 db", "mysql --password=[REDACTED] db"),
-            ("git clone https://bob:pa55w0rd@git.example.com/r", "git clone https://bob:[REDACTED]@git.example.com/r"),
+            (
+                "export OPENAI_API_KEY=sk-abcdefghijklmnopqrstuvwx",
+                "export OPENAI_API_KEY=[REDACTED]",
+            ),
+            (
+                "curl -H 'Authorization: Bearer abcdefghijkl123' x",
+                "curl -H 'Authorization: Bearer [REDACTED]' x",
+            ),
+            (
+                "mysql --password=hunter22 db",
+                "mysql --password=[REDACTED] db",
+            ),
+            (
+                "git clone https://bob:pa55w0rd@git.example.com/r",
+                "git clone https://bob:[REDACTED]@git.example.com/r",
+            ),
             ("aws key AKIAIOSFODNN7EXAMPLE", "aws key [REDACTED]"),
-            ("https://x.example/cb?access_token=abc123&state=1", "https://x.example/cb?access_token=[REDACTED]&state=1"),
+            (
+                "https://x.example/cb?access_token=abc123&state=1",
+                "https://x.example/cb?access_token=[REDACTED]&state=1",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(redact(input), want, "input: {input}");
@@ -131,7 +158,12 @@ mod tests {
 
     #[test]
     fn leaves_ordinary_text_alone() {
-        for text in ["ls -la /tmp", "git push origin main", "cargo build --release", "echo tokenizer"] {
+        for text in [
+            "ls -la /tmp",
+            "git push origin main",
+            "cargo build --release",
+            "echo tokenizer",
+        ] {
             assert_eq!(redact(text), text);
         }
     }

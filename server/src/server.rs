@@ -67,7 +67,10 @@ pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
 }
 
 /// Runs the daemon until `shutdown` completes, then drains and returns.
-pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let policy = load_policy(config.policy.as_deref())?;
     let store = Store::connect(&config.db).await?;
     if config.migrate {
@@ -95,7 +98,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     );
 
     let policy = PolicyHandle::new(policy, config.policy.clone());
-    let (audit, writer) = AuditWriter::spawn(store.clone(), config.max_batch);
+    let (audit, writer) = AuditWriter::start(&config.db, config.max_batch).await?;
     let shared = Shared {
         policy: policy.clone(),
         audit,
@@ -107,8 +110,12 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     health_reporter
         .set_serving::<DecisionsServer<DecisionsService>>()
         .await;
-    health_reporter.set_serving::<AuditServer<AuditService>>().await;
-    health_reporter.set_serving::<AdminServer<AdminService>>().await;
+    health_reporter
+        .set_serving::<AuditServer<AuditService>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServer<AdminService>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(warden_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -147,8 +154,10 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
             .await;
         let _ = draining_tx.send(());
     };
-    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), graceful);
-    tokio::pin!(serve);
+    // Boxed, so that dropping it after a drain timeout really drops the router and the
+    // audit writer handles its services hold.
+    let mut serve =
+        Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), graceful));
     let drain_timeout = config.drain_timeout;
     let deadline = async move {
         if draining_rx.await.is_ok() {
@@ -167,10 +176,12 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     // what is queued and stops.
     drop(serve);
     sighup.abort();
-    if tokio::time::timeout(drain_timeout, writer).await.is_err() {
+    if tokio::time::timeout(drain_timeout, writer.finished()).await.is_err() {
         tracing::error!("audit writer did not finish within the drain timeout");
     }
-    store.close().await;
+    if tokio::time::timeout(drain_timeout, store.close()).await.is_err() {
+        tracing::error!("database connections did not close within the drain timeout");
+    }
     tracing::info!("wardend stopped");
     Ok(())
 }
@@ -185,8 +196,12 @@ async fn reload_on_sighup(policy: Arc<PolicyHandle>) {
     while hup.recv().await.is_some() {
         let handle = policy.clone();
         match tokio::task::spawn_blocking(move || handle.reload()).await {
-            Ok(Ok(r)) => tracing::info!(previous = %r.previous_version, version = %r.version, "policy reloaded (SIGHUP)"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "policy reload rejected; keeping the previous policy"),
+            Ok(Ok(r)) => {
+                tracing::info!(previous = %r.previous_version, version = %r.version, "policy reloaded (SIGHUP)")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "policy reload rejected; keeping the previous policy")
+            }
             Err(e) => tracing::error!(error = %e, "policy reload task failed"),
         }
     }

@@ -50,6 +50,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("corrupt audit row: {0}")]
     Corrupt(String),
+    #[error("cannot start the audit writer: {0}")]
+    Runtime(String),
 }
 
 #[derive(Clone)]
@@ -218,8 +220,9 @@ where
 {
     let seq: i64 = row.try_get("seq")?;
     let rule_ids: String = row.try_get("rule_ids")?;
-    let rule_ids: Vec<String> = serde_json::from_str(&rule_ids)
-        .map_err(|e| StoreError::Corrupt(format!("record {seq}: rule_ids is not a JSON list: {e}")))?;
+    let rule_ids: Vec<String> = serde_json::from_str(&rule_ids).map_err(|e| {
+        StoreError::Corrupt(format!("record {seq}: rule_ids is not a JSON list: {e}"))
+    })?;
     let decision_seq: i64 = row.try_get("decision_seq")?;
     Ok(AuditRow {
         seq: seq as u64,
@@ -271,8 +274,7 @@ fn chain(head: &Committed, records: &[NewRecord]) -> Vec<(u64, String, String)> 
         .map(|r| {
             seq += 1;
             let hash = crate::audit::chain_hash(&prev, seq, &r.json);
-            let out = (seq, std::mem::replace(&mut prev, hash.clone()), hash);
-            out
+            (seq, std::mem::replace(&mut prev, hash.clone()), hash)
         })
         .collect()
 }

@@ -114,14 +114,14 @@ impl TestDb {
 
     /// Drops the PostgreSQL database (call at the end of a passing test).
     pub async fn drop_pg(self) {
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await {
-                let _ = sqlx::query(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-            }
+        if let Some(name) = &self.pg_name
+            && let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await
+        {
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 
@@ -134,7 +134,9 @@ impl TestDb {
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
         } else {
-            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.expect("connect");
+            let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("connect");
             sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
                 .execute(&mut conn)
                 .await
@@ -257,7 +259,10 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "wardend did not stop within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "wardend did not stop within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

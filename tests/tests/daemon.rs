@@ -8,7 +8,9 @@ use warden_proto::v1::{
     Action, AuditQueryRequest, AuditReplayRequest, AuditVerifyRequest, ReloadPolicyRequest,
     ReportRequest, ResultMeta, Verdict, admin_client::AdminClient, audit_client::AuditClient,
 };
-use warden_tests::{Backend, Daemon, TestDb, both_backends, evaluate, exec_action, raw, wardend_cli};
+use warden_tests::{
+    Backend, Daemon, TestDb, both_backends, evaluate, exec_action, raw, wardend_cli,
+};
 
 async fn decisions_are_audited_before_they_return(kind: Backend) {
     let db = TestDb::of(kind).await;
@@ -23,7 +25,10 @@ async fn decisions_are_audited_before_they_return(kind: Backend) {
 
     let denied = evaluate(&mut client, exec_action("s1", &["sudo", "rm", "-fr", "/"])).await;
     assert_eq!(denied.verdict(), Verdict::Deny);
-    assert_eq!(denied.matched_rules, vec!["deny-recursive-delete-of-root-or-home"]);
+    assert_eq!(
+        denied.matched_rules,
+        vec!["deny-recursive-delete-of-root-or-home"]
+    );
 
     let shadow = evaluate(
         &mut client,
@@ -35,12 +40,19 @@ async fn decisions_are_audited_before_they_return(kind: Backend) {
         },
     )
     .await;
-    assert_eq!(shadow.verdict(), Verdict::Deny, "normalized path must match");
+    assert_eq!(
+        shadow.verdict(),
+        Verdict::Deny,
+        "normalized path must match"
+    );
 
     // Every answered decision is already in the log, with the id it was answered with.
     let mut audit = AuditClient::new(daemon.channel().await);
     let records = audit
-        .query(AuditQueryRequest { limit: 100, ..Default::default() })
+        .query(AuditQueryRequest {
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -52,10 +64,17 @@ async fn decisions_are_audited_before_they_return(kind: Backend) {
         assert_eq!(record.policy_version, decision.policy_version);
     }
     assert_eq!(records[1].verdict, "deny");
-    assert_eq!(records[1].rule_ids, vec!["deny-recursive-delete-of-root-or-home"]);
+    assert_eq!(
+        records[1].rule_ids,
+        vec!["deny-recursive-delete-of-root-or-home"]
+    );
     assert_eq!(records[1].agent, "test-agent");
     assert_eq!(records[2].agent, "default");
-    assert!(records[2].action_json.contains("\"/etc/shadow\""), "{}", records[2].action_json);
+    assert!(
+        records[2].action_json.contains("\"/etc/shadow\""),
+        "{}",
+        records[2].action_json
+    );
 
     // Report appends a record tied to its decision.
     let report = client
@@ -75,61 +94,153 @@ async fn decisions_are_audited_before_they_return(kind: Backend) {
         .into_inner();
     assert_eq!(report.id.as_ref().unwrap().seq, 4);
     let replay = audit
-        .replay(AuditReplayRequest { session: "s1".into(), tenant: String::new() })
+        .replay(AuditReplayRequest {
+            session: "s1".into(),
+            tenant: String::new(),
+        })
         .await
         .unwrap()
         .into_inner()
         .records;
-    assert_eq!(replay.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 4]);
+    assert_eq!(
+        replay.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 4]
+    );
     assert_eq!(replay[2].kind, "report");
     assert_eq!(replay[2].decision_seq, 1);
-    assert!(replay[2].result_json.contains(r#""tags":["pii"]"#), "{}", replay[2].result_json);
+    assert!(
+        replay[2].result_json.contains(r#""tags":["pii"]"#),
+        "{}",
+        replay[2].result_json
+    );
 
-    let verify = audit.verify(AuditVerifyRequest {}).await.unwrap().into_inner();
+    let verify = audit
+        .verify(AuditVerifyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(verify.ok, "{}", verify.problem);
     assert_eq!(verify.records, 4);
 
     assert!(daemon.stop().success());
     db.drop_pg().await;
 }
-both_backends!(decisions_are_audited_before_they_return, super::decisions_are_audited_before_they_return);
+both_backends!(
+    decisions_are_audited_before_they_return,
+    super::decisions_are_audited_before_they_return
+);
 
 async fn secrets_do_not_reach_the_audit_log(kind: Backend) {
     let db = TestDb::of(kind).await;
     let daemon = Daemon::start(&db.url, &[]);
     let mut client = daemon.decisions().await;
     let secret = "sk-live0123456789abcdefghijkl";
-    evaluate(&mut client, exec_action("s", &["curl", "-H", &format!("Authorization: Bearer {secret}"), "https://api.example.com"])).await;
-    evaluate(&mut client, exec_action("s", &["env", &format!("OPENAI_API_KEY={secret}"), "python", "agent.py"])).await;
+    evaluate(
+        &mut client,
+        exec_action(
+            "s",
+            &[
+                "curl",
+                "-H",
+                &format!("Authorization: Bearer {secret}"),
+                "https://api.example.com",
+            ],
+        ),
+    )
+    .await;
+    evaluate(
+        &mut client,
+        exec_action(
+            "s",
+            &[
+                "env",
+                &format!("OPENAI_API_KEY={secret}"),
+                "python",
+                "agent.py",
+            ],
+        ),
+    )
+    .await;
     daemon.stop();
     let (code, export, _) = wardend_cli(&["audit", "export", "--db", &db.url]);
     assert_eq!(code, 0);
     assert_eq!(export.lines().count(), 2);
-    assert!(!export.contains(secret), "secret leaked into the audit log:\n{export}");
+    assert!(
+        !export.contains(secret),
+        "secret leaked into the audit log:\n{export}"
+    );
     assert!(export.contains("[REDACTED]"));
     db.drop_pg().await;
 }
-both_backends!(secrets_do_not_reach_the_audit_log, super::secrets_do_not_reach_the_audit_log);
+both_backends!(
+    secrets_do_not_reach_the_audit_log,
+    super::secrets_do_not_reach_the_audit_log
+);
 
 async fn bad_requests_are_invalid_argument_and_change_nothing(kind: Backend) {
     let db = TestDb::of(kind).await;
     let daemon = Daemon::start(&db.url, &[]);
     let mut client = daemon.decisions().await;
     let cases = [
-        (Action { ..Default::default() }, "action.channel"),
-        (Action { channel: "carrier-pigeon".into(), ..Default::default() }, "unknown channel"),
-        (Action { channel: "exec".into(), ..Default::default() }, "needs argv or a command line"),
-        (Action { channel: "exec".into(), command_line: "echo 'unterminated".into(), ..Default::default() }, "unterminated single quote"),
-        (Action { channel: "exec".into(), agent: "a\u{7}b".into(), argv: vec!["ls".into()], ..Default::default() }, "action.agent"),
-        (Action { channel: "exec".into(), argv: vec!["x".repeat(70 * 1024)], ..Default::default() }, "action.argv"),
+        (
+            Action {
+                ..Default::default()
+            },
+            "action.channel",
+        ),
+        (
+            Action {
+                channel: "carrier-pigeon".into(),
+                ..Default::default()
+            },
+            "unknown channel",
+        ),
+        (
+            Action {
+                channel: "exec".into(),
+                ..Default::default()
+            },
+            "needs argv or a command line",
+        ),
+        (
+            Action {
+                channel: "exec".into(),
+                command_line: "echo 'unterminated".into(),
+                ..Default::default()
+            },
+            "unterminated single quote",
+        ),
+        (
+            Action {
+                channel: "exec".into(),
+                agent: "a\u{7}b".into(),
+                argv: vec!["ls".into()],
+                ..Default::default()
+            },
+            "action.agent",
+        ),
+        (
+            Action {
+                channel: "exec".into(),
+                argv: vec!["x".repeat(70 * 1024)],
+                ..Default::default()
+            },
+            "action.argv",
+        ),
     ];
     for (action, words) in cases {
         let status = client
-            .evaluate(warden_proto::v1::EvaluateRequest { action: Some(action) })
+            .evaluate(warden_proto::v1::EvaluateRequest {
+                action: Some(action),
+            })
             .await
             .expect_err("must be refused");
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-        assert!(status.message().contains(words), "{:?} should mention {words:?}", status.message());
+        assert!(
+            status.message().contains(words),
+            "{:?} should mention {words:?}",
+            status.message()
+        );
     }
     let status = client
         .evaluate(warden_proto::v1::EvaluateRequest { action: None })
@@ -138,11 +249,19 @@ async fn bad_requests_are_invalid_argument_and_change_nothing(kind: Backend) {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 
     // Not protobuf at all.
-    let status = raw::call(daemon.channel().await, "/warden.v1.Decisions/Evaluate", vec![0xff; 16])
-        .await
-        .expect_err("garbage");
+    let status = raw::call(
+        daemon.channel().await,
+        "/warden.v1.Decisions/Evaluate",
+        vec![0xff; 16],
+    )
+    .await
+    .expect_err("garbage");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("malformed"), "{}", status.message());
+    assert!(
+        status.message().contains("malformed"),
+        "{}",
+        status.message()
+    );
 
     // Larger than the 1 MiB request limit (but under the transport limit).
     let big = warden_proto::v1::EvaluateRequest {
@@ -152,20 +271,36 @@ async fn bad_requests_are_invalid_argument_and_change_nothing(kind: Backend) {
             ..Default::default()
         }),
     };
-    let status = raw::call(daemon.channel().await, "/warden.v1.Decisions/Evaluate", big.encode_to_vec())
-        .await
-        .expect_err("oversized");
+    let status = raw::call(
+        daemon.channel().await,
+        "/warden.v1.Decisions/Evaluate",
+        big.encode_to_vec(),
+    )
+    .await
+    .expect_err("oversized");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("limit"), "{}", status.message());
 
     // Nothing was audited; the daemon still answers.
     let mut audit = AuditClient::new(daemon.channel().await);
-    let v = audit.verify(AuditVerifyRequest {}).await.unwrap().into_inner();
+    let v = audit
+        .verify(AuditVerifyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((v.ok, v.records), (true, 0));
-    assert_eq!(evaluate(&mut client, exec_action("s", &["true"])).await.verdict(), Verdict::Allow);
+    assert_eq!(
+        evaluate(&mut client, exec_action("s", &["true"]))
+            .await
+            .verdict(),
+        Verdict::Allow
+    );
     db.drop_pg().await;
 }
-both_backends!(bad_requests_are_invalid_argument_and_change_nothing, super::bad_requests_are_invalid_argument_and_change_nothing);
+both_backends!(
+    bad_requests_are_invalid_argument_and_change_nothing,
+    super::bad_requests_are_invalid_argument_and_change_nothing
+);
 
 /// A restarted daemon continues the same chain; `wardend audit verify` agrees.
 async fn restart_continues_the_chain(kind: Backend) {
@@ -188,7 +323,8 @@ async fn restart_continues_the_chain(kind: Backend) {
     assert!(out.contains("intact: 6 records"), "{out}");
 
     // Tampering is reported by the CLI with the record's number and a failing exit.
-    db.exec_sql("UPDATE audit_log SET reason = 'edited' WHERE seq = 3").await;
+    db.exec_sql("UPDATE audit_log SET reason = 'edited' WHERE seq = 3")
+        .await;
     let (code, out, _) = wardend_cli(&["audit", "verify", "--db", &db.url]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("BROKEN at record 3"), "{out}");
@@ -196,10 +332,16 @@ async fn restart_continues_the_chain(kind: Backend) {
     let (code, out, _) = wardend_cli(&["audit", "replay", "--db", &db.url, "s"]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 6);
-    assert!(out.lines().last().unwrap().contains("echo 'after restart'"), "{out}");
+    assert!(
+        out.lines().last().unwrap().contains("echo 'after restart'"),
+        "{out}"
+    );
     db.drop_pg().await;
 }
-both_backends!(restart_continues_the_chain, super::restart_continues_the_chain);
+both_backends!(
+    restart_continues_the_chain,
+    super::restart_continues_the_chain
+);
 
 /// SIGTERM while many requests are in flight: every answered decision is in the log
 /// and the chain is intact.
@@ -215,7 +357,12 @@ async fn graceful_shutdown_loses_no_answered_decision(kind: Backend) {
             let mut answered = Vec::new();
             for i in 0..10_000 {
                 let action = exec_action(&format!("w{worker}"), &["echo", &i.to_string()]);
-                match client.evaluate(warden_proto::v1::EvaluateRequest { action: Some(action) }).await {
+                match client
+                    .evaluate(warden_proto::v1::EvaluateRequest {
+                        action: Some(action),
+                    })
+                    .await
+                {
                     Ok(r) => answered.push(r.into_inner().decision.unwrap().id.unwrap().seq),
                     Err(_) => break,
                 }
@@ -224,23 +371,36 @@ async fn graceful_shutdown_loses_no_answered_decision(kind: Backend) {
         }));
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let status = tokio::task::spawn_blocking(move || daemon.stop()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || daemon.stop())
+        .await
+        .unwrap();
     assert!(status.success(), "{status:?}");
     let mut answered: Vec<u64> = Vec::new();
     for t in tasks {
         answered.extend(t.await.unwrap());
     }
-    assert!(answered.len() > 32, "load ran ({} answered)", answered.len());
+    assert!(
+        answered.len() > 32,
+        "load ran ({} answered)",
+        answered.len()
+    );
 
     let store = warden_tests::store(&db).await;
     let v = warden_server::audit::verify(&store).await.unwrap();
     assert_eq!(v.failure, None);
     let max = *answered.iter().max().unwrap();
-    assert!(v.records >= max, "answered decision {max} but the log has {}", v.records);
+    assert!(
+        v.records >= max,
+        "answered decision {max} but the log has {}",
+        v.records
+    );
     store.close().await;
     db.drop_pg().await;
 }
-both_backends!(graceful_shutdown_loses_no_answered_decision, super::graceful_shutdown_loses_no_answered_decision);
+both_backends!(
+    graceful_shutdown_loses_no_answered_decision,
+    super::graceful_shutdown_loses_no_answered_decision
+);
 
 /// Health and reflection: what `grpcurl -plaintext HOST:PORT list` asks for.
 #[tokio::test]
@@ -254,33 +414,55 @@ async fn health_and_reflection_answer() {
     let daemon = Daemon::start(&db.url, &[]);
     let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "warden.v1.Decisions".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "warden.v1.Decisions".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    assert_eq!(
+        status.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
 
     let mut reflection = ServerReflectionClient::new(daemon.channel().await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut stream = reflection.server_reflection_info(once(request)).await.unwrap().into_inner();
+    let mut stream = reflection
+        .server_reflection_info(once(request))
+        .await
+        .unwrap()
+        .into_inner();
     let response = stream.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("unexpected reflection answer");
     };
     let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     names.sort();
-    for want in ["grpc.health.v1.Health", "warden.v1.Admin", "warden.v1.Audit", "warden.v1.Decisions"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    for want in [
+        "grpc.health.v1.Health",
+        "warden.v1.Admin",
+        "warden.v1.Audit",
+        "warden.v1.Decisions",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
     }
-    assert!(!names.iter().any(|n| n.contains("bench")), "bench service must not be served: {names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains("bench")),
+        "bench service must not be served: {names:?}"
+    );
 }
 
 /// Minimal one-item stream without another dependency.
 mod tokio_stream_shim {
-    pub(crate) fn once<T: Send + 'static>(item: T) -> impl tonic::codegen::tokio_stream::Stream<Item = T> + Send + 'static {
+    pub(crate) fn once<T: Send + 'static>(
+        item: T,
+    ) -> impl tonic::codegen::tokio_stream::Stream<Item = T> + Send + 'static {
         tonic::codegen::tokio_stream::iter(std::iter::once(item))
     }
 }
@@ -295,37 +477,80 @@ async fn reload_keeps_the_old_policy_when_the_new_one_is_invalid() {
     let daemon = Daemon::start(&db.url, &["--policy", policy.to_str().unwrap()]);
     let mut client = daemon.decisions().await;
     let mut admin = AdminClient::new(daemon.channel().await);
-    assert_eq!(evaluate(&mut client, exec_action("s", &["curl", "x"])).await.verdict(), Verdict::Deny);
+    assert_eq!(
+        evaluate(&mut client, exec_action("s", &["curl", "x"]))
+            .await
+            .verdict(),
+        Verdict::Deny
+    );
 
     // An invalid file: the reload is refused with file:line:column, the old policy stays.
-    std::fs::write(&policy, "version: 1\ndefault: allow\nrules:\n  - id: x\n    decision: maybe\n    reason: r\n").unwrap();
-    let err = admin.reload_policy(ReloadPolicyRequest {}).await.expect_err("invalid policy");
+    std::fs::write(
+        &policy,
+        "version: 1\ndefault: allow\nrules:\n  - id: x\n    decision: maybe\n    reason: r\n",
+    )
+    .unwrap();
+    let err = admin
+        .reload_policy(ReloadPolicyRequest {})
+        .await
+        .expect_err("invalid policy");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert!(err.message().contains(&format!("{}:5:15", policy.display())), "{}", err.message());
+    assert!(
+        err.message()
+            .contains(&format!("{}:5:15", policy.display())),
+        "{}",
+        err.message()
+    );
     assert!(err.message().contains("maybe"), "{}", err.message());
-    assert_eq!(evaluate(&mut client, exec_action("s", &["curl", "x"])).await.verdict(), Verdict::Deny);
+    assert_eq!(
+        evaluate(&mut client, exec_action("s", &["curl", "x"]))
+            .await
+            .verdict(),
+        Verdict::Deny
+    );
 
     // A valid file: new decisions use it and carry its version.
     std::fs::write(&policy, deny_curl.replace("curl", "wget")).unwrap();
-    let reloaded = admin.reload_policy(ReloadPolicyRequest {}).await.unwrap().into_inner();
+    let reloaded = admin
+        .reload_policy(ReloadPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(reloaded.changed);
     let d = evaluate(&mut client, exec_action("s", &["curl", "x"])).await;
     assert_eq!(d.verdict(), Verdict::Allow);
     assert_eq!(d.policy_version, reloaded.policy_version);
-    assert_eq!(evaluate(&mut client, exec_action("s", &["wget", "x"])).await.verdict(), Verdict::Deny);
+    assert_eq!(
+        evaluate(&mut client, exec_action("s", &["wget", "x"]))
+            .await
+            .verdict(),
+        Verdict::Deny
+    );
 
     // SIGHUP reloads too.
     std::fs::write(&policy, deny_curl).unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.pid() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
     let mut denied = false;
     for _ in 0..100 {
-        if evaluate(&mut client, exec_action("s", &["curl", "x"])).await.verdict() == Verdict::Deny {
+        if evaluate(&mut client, exec_action("s", &["curl", "x"]))
+            .await
+            .verdict()
+            == Verdict::Deny
+        {
             denied = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(denied, "SIGHUP did not reload the policy; log:\n{}", daemon.log());
+    assert!(
+        denied,
+        "SIGHUP did not reload the policy; log:\n{}",
+        daemon.log()
+    );
 }
 
 /// Two daemons on one PostgreSQL database, both under load: one chain.
@@ -340,7 +565,16 @@ async fn two_daemons_on_one_postgres_keep_one_chain() {
         tasks.push(tokio::spawn(async move {
             let mut seqs = Vec::new();
             for j in 0..150 {
-                seqs.push(evaluate(&mut client, exec_action(&format!("s{i}"), &["echo", &j.to_string()])).await.id.unwrap().seq);
+                seqs.push(
+                    evaluate(
+                        &mut client,
+                        exec_action(&format!("s{i}"), &["echo", &j.to_string()]),
+                    )
+                    .await
+                    .id
+                    .unwrap()
+                    .seq,
+                );
             }
             seqs
         }));
@@ -365,7 +599,15 @@ async fn start_up_errors_exit_non_zero_with_a_clear_message() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "version: 1\ndefault: allow\nrules:\n  - id: a\n    decision: deny\n    reason: r\n    match:\n      tool: ['[unclosed']\n").unwrap();
     let db = format!("sqlite://{}/w.db", dir.path().display());
-    let (code, _, err) = wardend_cli(&["serve", "--listen", "127.0.0.1:0", "--db", &db, "--policy", bad.to_str().unwrap()]);
+    let (code, _, err) = wardend_cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+        "--policy",
+        bad.to_str().unwrap(),
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains(&format!("{}:8:13", bad.display())), "{err}");
     assert!(err.contains("not a valid glob"), "{err}");
@@ -374,16 +616,39 @@ async fn start_up_errors_exit_non_zero_with_a_clear_message() {
     std::fs::write(&unknown_key, "version: 1\ndefault: allow\nrulez: []\n").unwrap();
     let (code, _, err) = wardend_cli(&["policy", "validate", unknown_key.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("{}:3:1", unknown_key.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:3:1", unknown_key.display())),
+        "{err}"
+    );
     assert!(err.contains("rulez"), "{err}");
 
-    let (code, _, err) = wardend_cli(&["serve", "--listen", "127.0.0.1:0", "--db", &db, "--policy", "/nonexistent/policy.yaml"]);
+    let (code, _, err) = wardend_cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+        "--policy",
+        "/nonexistent/policy.yaml",
+    ]);
     assert_ne!(code, 0);
-    assert!(err.contains("/nonexistent/policy.yaml") && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains("/nonexistent/policy.yaml") && err.contains("cannot read"),
+        "{err}"
+    );
 
-    let (code, _, err) = wardend_cli(&["serve", "--listen", "127.0.0.1:0", "--db", "postgres://nobody:secretpw@127.0.0.1:1/nothing"]);
+    let (code, _, err) = wardend_cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        "postgres://nobody:secretpw@127.0.0.1:1/nothing",
+    ]);
     assert_ne!(code, 0);
-    assert!(err.contains("cannot open database postgres://nobody:***@127.0.0.1:1/nothing"), "{err}");
+    assert!(
+        err.contains("cannot open database postgres://nobody:***@127.0.0.1:1/nothing"),
+        "{err}"
+    );
     assert!(!err.contains("secretpw"), "password leaked: {err}");
     assert!(!err.contains("panicked"), "{err}");
 
@@ -391,7 +656,12 @@ async fn start_up_errors_exit_non_zero_with_a_clear_message() {
     assert_ne!(code, 0);
     assert!(err.contains("unsupported database URL"), "{err}");
 
-    let (code, _, err) = wardend_cli(&["audit", "verify", "--db", &format!("sqlite://{}/empty.db", dir.path().display())]);
+    let (code, _, err) = wardend_cli(&[
+        "audit",
+        "verify",
+        "--db",
+        &format!("sqlite://{}/empty.db", dir.path().display()),
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("does not hold a Warden audit log"), "{err}");
 }
@@ -416,13 +686,56 @@ async fn serve_starts_with_no_setup() {
             // Port 50051 may be taken on a shared machine; that must be a clear error.
             let mut err = String::new();
             use std::io::Read;
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-            assert!(err.contains("cannot listen on 127.0.0.1:50051"), "{status:?}: {err}");
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(
+                err.contains("cannot listen on 127.0.0.1:50051"),
+                "{status:?}: {err}"
+            );
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(dir.path().join("warden.db").exists(), "warden.db was not created in the working directory");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    assert!(
+        dir.path().join("warden.db").exists(),
+        "warden.db was not created in the working directory"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+/// A decision stuck behind a locked database: SIGTERM still ends the daemon once the
+/// drain timeout passes, and the stuck caller gets an error, never an unaudited answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_bounds_shutdown() {
+    use sqlx::Connection;
+    let db = TestDb::sqlite().await;
+    let daemon = Daemon::start(&db.url, &["--drain-timeout", "1"]);
+    let mut client = daemon.decisions().await;
+    evaluate(&mut client, exec_action("s", &["true"])).await;
+
+    // Take SQLite's write lock and keep it.
+    let mut locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut locker).await.unwrap();
+    let stuck = tokio::spawn(async move {
+        client
+            .evaluate(warden_proto::v1::EvaluateRequest { action: Some(exec_action("s", &["echo", "stuck"])) })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || daemon.stop()).await.unwrap();
+    let took = started.elapsed();
+    assert!(status.code().is_some(), "{status:?}");
+    assert!(took < Duration::from_secs(8), "shutdown took {took:?} with a 1 s drain timeout");
+    assert!(stuck.await.unwrap().is_err(), "a decision whose record was never committed was answered");
+    sqlx::raw_sql("ROLLBACK").execute(&mut locker).await.unwrap();
 }

@@ -13,7 +13,16 @@ fn exec(daemon: &str, args: &[&str]) -> Output {
 
 fn exec_with_stdin(daemon: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(warden())
-        .args(["exec", "--daemon", daemon, "--agent", "exec-test", "--session", "s-exec", "--"])
+        .args([
+            "exec",
+            "--daemon",
+            daemon,
+            "--agent",
+            "exec-test",
+            "--session",
+            "s-exec",
+            "--",
+        ])
         .args(args)
         .env_remove("WARDEN_FAIL_OPEN")
         .env("WARDEN_CANARY", "passed-through")
@@ -36,7 +45,17 @@ async fn allowed_commands_run_exactly_as_given(kind: Backend) {
     let addr = daemon.addr.to_string();
 
     // stdout, stderr, exit code, argv with spaces and quotes, environment, stdin.
-    let out = exec(&addr, &["sh", "-c", "printf '%s|' \"$@\"; echo \"$WARDEN_CANARY\"; echo oops >&2; exit 3", "sh", "a b", "c'd"]);
+    let out = exec(
+        &addr,
+        &[
+            "sh",
+            "-c",
+            "printf '%s|' \"$@\"; echo \"$WARDEN_CANARY\"; echo oops >&2; exit 3",
+            "sh",
+            "a b",
+            "c'd",
+        ],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "a b|c'd|passed-through\n");
     assert_eq!(text(&out.stderr), "oops\n");
@@ -62,7 +81,10 @@ async fn allowed_commands_run_exactly_as_given(kind: Backend) {
     // Each run was evaluated and then reported with its exit status and byte counts.
     let (code, export, _) = wardend_cli(&["audit", "export", "--db", &db.url]);
     assert_eq!(code, 0);
-    let records: Vec<serde_json::Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len(), 10, "{export}");
     let first_report = &records[1];
     assert_eq!(first_report["kind"], "report");
@@ -70,13 +92,24 @@ async fn allowed_commands_run_exactly_as_given(kind: Backend) {
     assert_eq!(first_report["agent"], "exec-test");
     assert_eq!(first_report["session"], "s-exec");
     assert_eq!(first_report["result"]["exit_code"], 3);
-    assert_eq!(first_report["result"]["stdout_bytes"], "a b|c'd|passed-through\n".len());
+    assert_eq!(
+        first_report["result"]["stdout_bytes"],
+        "a b|c'd|passed-through\n".len()
+    );
     assert_eq!(first_report["result"]["stderr_bytes"], 5);
     assert_eq!(records[7]["result"]["signal"], 9);
-    assert!(records[9]["result"]["error"].as_str().unwrap().contains("command not found"));
+    assert!(
+        records[9]["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("command not found")
+    );
     db.drop_pg().await;
 }
-both_backends!(allowed_commands_run_exactly_as_given, super::allowed_commands_run_exactly_as_given);
+both_backends!(
+    allowed_commands_run_exactly_as_given,
+    super::allowed_commands_run_exactly_as_given
+);
 
 #[tokio::test]
 async fn denied_commands_never_start() {
@@ -96,12 +129,19 @@ async fn denied_commands_never_start() {
     assert_eq!(out.status.code(), Some(126));
     assert!(!marker.exists(), "a denied command ran");
     let err = text(&out.stderr);
-    assert!(err.contains("denied: touching files is not allowed here [no-touch]"), "{err}");
+    assert!(
+        err.contains("denied: touching files is not allowed here [no-touch]"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 
     let out = exec(&addr, &["npm", "publish", "--tag", "latest"]);
     assert_eq!(out.status.code(), Some(126));
-    assert!(text(&out.stderr).contains("approval required: publishing needs a human [ask-first]"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("approval required: publishing needs a human [ask-first]"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The default policy's own denial.
     let daemon2 = Daemon::start(&TestDb::sqlite().await.url, &[]);
@@ -115,20 +155,36 @@ async fn no_daemon_means_no_run_unless_fail_open() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("marker");
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr = format!("127.0.0.1:{port}");
 
     let out = exec(&addr, &["touch", marker.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(125));
     assert!(!marker.exists(), "ran without a decision");
     let err = text(&out.stderr);
-    assert!(err.contains("cannot reach wardend") && err.contains("fail-closed"), "{err}");
+    assert!(
+        err.contains("cannot reach wardend") && err.contains("fail-closed"),
+        "{err}"
+    );
 
     // A daemon that accepts connections but never answers: timed out, refused.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap().to_string();
     let out = Command::new(warden())
-        .args(["exec", "--daemon", &silent_addr, "--timeout-ms", "300", "--", "touch", marker.to_str().unwrap()])
+        .args([
+            "exec",
+            "--daemon",
+            &silent_addr,
+            "--timeout-ms",
+            "300",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
@@ -137,12 +193,24 @@ async fn no_daemon_means_no_run_unless_fail_open() {
 
     // --fail-open runs it, and says so.
     let out = Command::new(warden())
-        .args(["exec", "--daemon", &addr, "--fail-open", "--", "touch", marker.to_str().unwrap()])
+        .args([
+            "exec",
+            "--daemon",
+            &addr,
+            "--fail-open",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(marker.exists());
-    assert!(text(&out.stderr).contains("WITHOUT a policy decision"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("WITHOUT a policy decision"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// SIGTERM sent to `warden exec` reaches the program, and warden exits as it did.
@@ -157,16 +225,31 @@ async fn signals_are_forwarded_to_the_program() {
         ready.display()
     );
     let child = Command::new(warden())
-        .args(["exec", "--daemon", &daemon.addr.to_string(), "--", "sh", "-c", &script])
+        .args([
+            "exec",
+            "--daemon",
+            &daemon.addr.to_string(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !ready.exists() {
-        assert!(std::time::Instant::now() < deadline, "program did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "program did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(42));
     assert_eq!(text(&out.stdout), "got-term\n");

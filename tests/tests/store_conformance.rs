@@ -42,15 +42,24 @@ fn records(range: std::ops::Range<usize>, session: &str) -> Vec<NewRecord> {
 async fn seeded(kind: Backend, n: usize) -> (TestDb, Store) {
     let db = TestDb::of(kind).await;
     let store = store(&db).await;
-    store.append_batch(&records(0..n, "s1")).await.expect("append");
+    store
+        .append_batch(&records(0..n, "s1"))
+        .await
+        .expect("append");
     (db, store)
 }
 
 async fn assert_broken_at(store: &Store, seq: u64, words: &str) {
     let v = audit::verify(store).await.expect("verify runs");
-    let failure = v.failure.unwrap_or_else(|| panic!("tampering not detected (expected record {seq})"));
+    let failure = v
+        .failure
+        .unwrap_or_else(|| panic!("tampering not detected (expected record {seq})"));
     assert_eq!(failure.seq, seq, "first bad record: {}", failure.problem);
-    assert!(failure.problem.contains(words), "problem {:?} should mention {words:?}", failure.problem);
+    assert!(
+        failure.problem.contains(words),
+        "problem {:?} should mention {words:?}",
+        failure.problem
+    );
 }
 
 async fn append_read_and_verify(kind: Backend) {
@@ -63,33 +72,79 @@ async fn append_read_and_verify(kind: Backend) {
     let first = store.append_batch(&records(0..1, "s1")).await.unwrap();
     let second = store.append_batch(&records(1..6, "s2")).await.unwrap();
     let third = store.append_batch(&records(6..106, "s1")).await.unwrap();
-    let seqs: Vec<u64> = first.iter().chain(&second).chain(&third).map(|c| c.seq).collect();
+    let seqs: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .map(|c| c.seq)
+        .collect();
     assert_eq!(seqs, (1..=106).collect::<Vec<_>>());
 
     let head = store.audit_head().await.unwrap();
     assert_eq!(head, third.last().unwrap().clone());
 
     // The stored chain links each record to the one before.
-    let all = store.audit_page(&AuditFilter::default(), 0, 1000).await.unwrap();
+    let all = store
+        .audit_page(&AuditFilter::default(), 0, 1000)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 106);
     assert_eq!(all[0].prev_hash, audit::GENESIS_HASH);
     for pair in all.windows(2) {
         assert_eq!(pair[1].prev_hash, pair[0].hash);
-        assert_eq!(pair[1].hash, chain_hash(&pair[1].prev_hash, pair[1].seq, &pair[1].body.canonical_json()));
+        assert_eq!(
+            pair[1].hash,
+            chain_hash(
+                &pair[1].prev_hash,
+                pair[1].seq,
+                &pair[1].body.canonical_json()
+            )
+        );
     }
     // What was written is what is read.
     assert_eq!(all[6].body, body(6, "s1"));
 
     // Filters and paging.
-    let s2 = AuditFilter { session: "s2".into(), ..Default::default() };
+    let s2 = AuditFilter {
+        session: "s2".into(),
+        ..Default::default()
+    };
     let page = store.audit_page(&s2, 0, 100).await.unwrap();
-    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3, 4, 5, 6]);
-    let agent0 = AuditFilter { agent: "agent-0".into(), ..Default::default() };
-    assert!(store.audit_page(&agent0, 0, 1000).await.unwrap().iter().all(|r| r.body.agent == "agent-0"));
-    let paged = store.audit_page(&AuditFilter::default(), 100, 3).await.unwrap();
-    assert_eq!(paged.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![101, 102, 103]);
-    let other_tenant = AuditFilter { tenant: "acme".into(), ..Default::default() };
-    assert!(store.audit_page(&other_tenant, 0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        page.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![2, 3, 4, 5, 6]
+    );
+    let agent0 = AuditFilter {
+        agent: "agent-0".into(),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .audit_page(&agent0, 0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.body.agent == "agent-0")
+    );
+    let paged = store
+        .audit_page(&AuditFilter::default(), 100, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        paged.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![101, 102, 103]
+    );
+    let other_tenant = AuditFilter {
+        tenant: "acme".into(),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .audit_page(&other_tenant, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let v = audit::verify(&store).await.unwrap();
     assert_eq!((v.records, v.failure), (106, None));
@@ -100,7 +155,8 @@ both_backends!(append_read_and_verify, super::append_read_and_verify);
 
 async fn detects_modified_record(kind: Backend) {
     let (db, store) = seeded(kind, 10).await;
-    db.exec_sql("UPDATE audit_log SET verdict = 'deny' WHERE seq = 5").await;
+    db.exec_sql("UPDATE audit_log SET verdict = 'deny' WHERE seq = 5")
+        .await;
     assert_broken_at(&store, 5, "modified").await;
     db.drop_pg().await;
 }
@@ -109,11 +165,17 @@ both_backends!(detects_modified_record, super::detects_modified_record);
 async fn detects_modified_hash(kind: Backend) {
     let (db, store) = seeded(kind, 10).await;
     // Recompute record 7's hash over altered contents: the next record no longer links.
-    let row = &store.audit_page(&AuditFilter::default(), 6, 1).await.unwrap()[0];
+    let row = &store
+        .audit_page(&AuditFilter::default(), 6, 1)
+        .await
+        .unwrap()[0];
     let mut forged = row.body.clone();
     forged.reason = "nothing to see".into();
     let hash = chain_hash(&row.prev_hash, 7, &forged.canonical_json());
-    db.exec_sql(&format!("UPDATE audit_log SET reason = 'nothing to see', hash = '{hash}' WHERE seq = 7")).await;
+    db.exec_sql(&format!(
+        "UPDATE audit_log SET reason = 'nothing to see', hash = '{hash}' WHERE seq = 7"
+    ))
+    .await;
     assert_broken_at(&store, 8, "does not link").await;
     db.drop_pg().await;
 }
@@ -139,9 +201,16 @@ async fn detects_inserted_record(kind: Backend) {
     let (db, store) = seeded(kind, 10).await;
     // Make room at seq 5 and insert a record that links correctly to record 4 and
     // carries a correct hash of its own: the forgery shows at the record after it.
-    db.exec_sql("UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 5").await;
-    db.exec_sql("UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000").await;
-    let prev = store.audit_page(&AuditFilter::default(), 3, 1).await.unwrap()[0].hash.clone();
+    db.exec_sql("UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 5")
+        .await;
+    db.exec_sql("UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000")
+        .await;
+    let prev = store
+        .audit_page(&AuditFilter::default(), 3, 1)
+        .await
+        .unwrap()[0]
+        .hash
+        .clone();
     let forged = body(99, "forged");
     let hash = chain_hash(&prev, 5, &forged.canonical_json());
     db.exec_sql(&format!(
@@ -157,22 +226,25 @@ both_backends!(detects_inserted_record, super::detects_inserted_record);
 
 async fn detects_reordered_records(kind: Backend) {
     let (db, store) = seeded(kind, 10).await;
-    db.exec_sql("UPDATE audit_log SET seq = -3 WHERE seq = 3").await;
-    db.exec_sql("UPDATE audit_log SET seq = 3 WHERE seq = 4").await;
-    db.exec_sql("UPDATE audit_log SET seq = 4 WHERE seq = -3").await;
+    db.exec_sql("UPDATE audit_log SET seq = -3 WHERE seq = 3")
+        .await;
+    db.exec_sql("UPDATE audit_log SET seq = 3 WHERE seq = 4")
+        .await;
+    db.exec_sql("UPDATE audit_log SET seq = 4 WHERE seq = -3")
+        .await;
     assert_broken_at(&store, 3, "").await;
     db.drop_pg().await;
 }
 both_backends!(detects_reordered_records, super::detects_reordered_records);
 
-/// Two independent stores (two connection pools, as two processes would have), each
-/// with its own group-commit writer and many concurrent appenders: one valid chain.
+/// Two group-commit writers, each with its own connection pool (as two processes would
+/// have), and many concurrent appenders: one valid chain.
 async fn concurrent_writers_keep_one_chain(kind: Backend) {
     let db = TestDb::of(kind).await;
     let a = store(&db).await;
-    let b = Store::connect(&db.url).await.unwrap();
-    let (wa, ta) = AuditWriter::spawn(a.clone(), 64);
-    let (wb, tb) = AuditWriter::spawn(b.clone(), 64);
+    // Each writer opens its own connection pool, as two processes would.
+    let (wa, ta) = AuditWriter::start(&db.url, 64).await.unwrap();
+    let (wb, tb) = AuditWriter::start(&db.url, 64).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..400usize {
         let w = if i % 2 == 0 { wa.clone() } else { wb.clone() };
@@ -183,12 +255,19 @@ async fn concurrent_writers_keep_one_chain(kind: Backend) {
         seqs.push(t.await.unwrap().expect("committed").seq);
     }
     drop((wa, wb));
-    ta.await.unwrap();
-    tb.await.unwrap();
+    ta.finished().await;
+    tb.finished().await;
     seqs.sort_unstable();
-    assert_eq!(seqs, (1..=400).collect::<Vec<_>>(), "every record got its own seq");
+    assert_eq!(
+        seqs,
+        (1..=400).collect::<Vec<_>>(),
+        "every record got its own seq"
+    );
     let v = audit::verify(&a).await.unwrap();
     assert_eq!((v.records, v.failure), (400, None));
     db.drop_pg().await;
 }
-both_backends!(concurrent_writers_keep_one_chain, super::concurrent_writers_keep_one_chain);
+both_backends!(
+    concurrent_writers_keep_one_chain,
+    super::concurrent_writers_keep_one_chain
+);

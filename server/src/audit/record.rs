@@ -87,7 +87,8 @@ impl AuditRow {
             if text.is_empty() {
                 serde_json::Value::Null
             } else {
-                serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.into()))
+                serde_json::from_str(text)
+                    .unwrap_or_else(|_| serde_json::Value::String(text.into()))
             }
         };
         serde_json::json!({

@@ -92,10 +92,7 @@ pub(crate) fn split(line: &str) -> Result<Vec<String>, String> {
 
 /// Quotes argv into a line that [`split`] turns back into the same argv.
 pub(crate) fn join(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
+    argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
 fn quote(arg: &str) -> String {
@@ -182,9 +179,9 @@ fn wrapper_arity(name: &str, tail: &[String]) -> Option<usize> {
         }
         if valued.contains(&word.as_str()) {
             i += 2;
-        } else if word.starts_with('-') && word.len() > 1 {
-            i += 1;
-        } else if name == "env" && word.contains('=') {
+        } else if (word.starts_with('-') && word.len() > 1)
+            || (name == "env" && word.contains('='))
+        {
             i += 1;
         } else {
             break;

@@ -24,7 +24,10 @@ pub(crate) fn clean(p: &str, cwd: &str) -> String {
         match part {
             "" | "." => {}
             ".." => {
-                if parts.last().is_some_and(|last| *last != ".." && *last != "~") {
+                if parts
+                    .last()
+                    .is_some_and(|last| *last != ".." && *last != "~")
+                {
                     parts.pop();
                 } else if !absolute {
                     parts.push("..");

@@ -15,7 +15,10 @@ fn command_lines_and_argv_complete_each_other() {
     }))
     .unwrap();
     assert_eq!(a.channel, Channel::Exec);
-    assert_eq!(a.argv, ["git", "commit", "-m", "fix: it's done", "--author=A B"]);
+    assert_eq!(
+        a.argv,
+        ["git", "commit", "-m", "fix: it's done", "--author=A B"]
+    );
     assert_eq!(a.tool, "git");
     assert_eq!(a.operation, "execute");
 
@@ -25,14 +28,22 @@ fn command_lines_and_argv_complete_each_other() {
     }))
     .unwrap();
     assert_eq!(b.command_line, r#"echo 'a b' 'it'\''s' '$HOME'"#);
-    assert_eq!(command::split(&b.command_line).unwrap(), b.argv, "join and split round-trip");
+    assert_eq!(
+        command::split(&b.command_line).unwrap(),
+        b.argv,
+        "join and split round-trip"
+    );
 }
 
 #[test]
 fn wrappers_are_looked_through() {
     for (line, program, args) in [
         ("sudo -u root /usr/bin/rm -rf /", "rm", vec!["-rf", "/"]),
-        ("env -i PATH=/bin FOO=bar nice -n 5 nohup python3 x.py", "python3", vec!["x.py"]),
+        (
+            "env -i PATH=/bin FOO=bar nice -n 5 nohup python3 x.py",
+            "python3",
+            vec!["x.py"],
+        ),
         ("timeout 10 curl http://x", "curl", vec!["http://x"]),
         ("time -- ls", "ls", vec![]),
         ("sudo", "sudo", vec![]),
@@ -41,9 +52,16 @@ fn wrappers_are_looked_through() {
         assert_eq!(facts.program, program, "{line}");
         assert_eq!(facts.args, args, "{line}");
     }
-    let facts = command::facts(&command::split("rm -rf --force=yes .//a/../b").unwrap(), "/w");
+    let facts = command::facts(
+        &command::split("rm -rf --force=yes .//a/../b").unwrap(),
+        "/w",
+    );
     for form in ["-rf", "-r", "-f", "--force", ".//a/../b", "/w/b"] {
-        assert!(facts.arg_forms.iter().any(|f| f == form), "{form} missing from {:?}", facts.arg_forms);
+        assert!(
+            facts.arg_forms.iter().any(|f| f == form),
+            "{form} missing from {:?}",
+            facts.arg_forms
+        );
     }
 }
 
@@ -53,7 +71,10 @@ fn paths_are_cleaned_lexically() {
     assert_eq!(path::clean("./a/./b/../c/", "/w"), "/w/a/c");
     assert_eq!(path::clean("../../x", "/w"), "/x");
     assert_eq!(path::clean("/..", ""), "/");
-    assert_eq!(path::clean("~/.aws/./credentials", "/w"), "~/.aws/credentials");
+    assert_eq!(
+        path::clean("~/.aws/./credentials", "/w"),
+        "~/.aws/credentials"
+    );
     assert_eq!(path::clean("~/../root", "/w"), "~/../root");
 }
 
@@ -80,18 +101,39 @@ fn urls_are_normalized_and_classified() {
         ("https://8.8.8.8/", false),
         ("https://docs.rs/", false),
     ] {
-        let a = normalize(Some(&Action { resource: url.into(), ..action("http") })).unwrap();
+        let a = normalize(Some(&Action {
+            resource: url.into(),
+            ..action("http")
+        }))
+        .unwrap();
         assert_eq!(a.egress == Some(Egress::Internal), internal, "{url}");
     }
 }
 
 #[test]
 fn identities_default_and_are_validated() {
-    let a = normalize(Some(&Action { argv: vec!["ls".into()], ..action("exec") })).unwrap();
-    assert_eq!((a.tenant.as_str(), a.agent.as_str(), a.session.as_str()), ("default", "default", "default"));
-    let e = normalize(Some(&Action { session: "x".repeat(300), argv: vec!["ls".into()], ..action("exec") })).unwrap_err();
+    let a = normalize(Some(&Action {
+        argv: vec!["ls".into()],
+        ..action("exec")
+    }))
+    .unwrap();
+    assert_eq!(
+        (a.tenant.as_str(), a.agent.as_str(), a.session.as_str()),
+        ("default", "default", "default")
+    );
+    let e = normalize(Some(&Action {
+        session: "x".repeat(300),
+        argv: vec!["ls".into()],
+        ..action("exec")
+    }))
+    .unwrap_err();
     assert_eq!(e.field, "action.session");
-    let e = normalize(Some(&Action { channel: "exec".into(), argv: vec!["a".into(); 5000], ..Default::default() })).unwrap_err();
+    let e = normalize(Some(&Action {
+        channel: "exec".into(),
+        argv: vec!["a".into(); 5000],
+        ..Default::default()
+    }))
+    .unwrap_err();
     assert_eq!(e.field, "action.argv");
     assert!(normalize(None).is_err());
 }
@@ -100,11 +142,23 @@ fn identities_default_and_are_validated() {
 fn structured_arguments_become_sorted_json() {
     use prost_types::{Struct, Value, value::Kind};
     let mut fields = std::collections::BTreeMap::new();
-    fields.insert("zeta".to_string(), Value { kind: Some(Kind::NumberValue(1.0)) });
-    fields.insert("alpha".to_string(), Value { kind: Some(Kind::StringValue("x".into())) });
+    fields.insert(
+        "zeta".to_string(),
+        Value {
+            kind: Some(Kind::NumberValue(1.0)),
+        },
+    );
+    fields.insert(
+        "alpha".to_string(),
+        Value {
+            kind: Some(Kind::StringValue("x".into())),
+        },
+    );
     let a = normalize(Some(&Action {
         tool: "read_file".into(),
-        arguments: Some(Struct { fields: fields.into_iter().collect() }),
+        arguments: Some(Struct {
+            fields: fields.into_iter().collect(),
+        }),
         ..action("mcp")
     }))
     .unwrap();

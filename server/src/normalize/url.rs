@@ -15,7 +15,11 @@ pub(crate) struct ParsedUrl {
 /// such a URL (it is then treated as a plain resource).
 pub(crate) fn parse(resource: &str) -> Option<ParsedUrl> {
     let (scheme, rest) = resource.split_once("://")?;
-    if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
         return None;
     }
     let scheme = scheme.to_ascii_lowercase();
@@ -34,7 +38,11 @@ pub(crate) fn parse(resource: &str) -> Option<ParsedUrl> {
         _ => None,
     };
     let port = port.filter(|p| Some(*p) != default_port);
-    let host_part = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let host_part = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
     let path = if tail.is_empty() { "/" } else { tail };
     let tail = path.split('#').next().unwrap_or(path);
     let normalized = match port {

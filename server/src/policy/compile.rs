@@ -245,9 +245,9 @@ impl Compiler<'_> {
             spec.channel = c.clone();
         }
         let field = |name: &str,
-                         value: &Option<Spanned<Patterns>>,
-                         kind: GlobKind,
-                         out: &mut Vec<String>|
+                     value: &Option<Spanned<Patterns>>,
+                     kind: GlobKind,
+                     out: &mut Vec<String>|
          -> Result<Option<GlobSet>, PolicyError> {
             match value {
                 None => Ok(None),

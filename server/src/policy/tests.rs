@@ -112,7 +112,10 @@ rules:
     assert_eq!(o.reason, "force push rewrites history; main is protected");
 
     let o = p.evaluate(&exec("git push origin feature"));
-    assert_eq!((o.verdict, o.matched_rules), (Verdict::RequireApproval, vec!["ask-git".to_string()]));
+    assert_eq!(
+        (o.verdict, o.matched_rules),
+        (Verdict::RequireApproval, vec!["ask-git".to_string()])
+    );
 
     assert_eq!(verdict(&p, "env"), Verdict::AllowWithRedaction);
     let o = p.evaluate(&exec("ls"));
@@ -160,13 +163,31 @@ rules:
         }))
         .unwrap()
     };
-    assert_eq!(p.evaluate(&http("POST", "https://API.Example.com:443/upload")).verdict, Verdict::RequireApproval);
-    assert_eq!(p.evaluate(&http("GET", "https://api.example.com/upload")).verdict, Verdict::Allow);
-    assert_eq!(p.evaluate(&http("POST", "https://example.org/upload")).verdict, Verdict::Allow);
+    assert_eq!(
+        p.evaluate(&http("POST", "https://API.Example.com:443/upload"))
+            .verdict,
+        Verdict::RequireApproval
+    );
+    assert_eq!(
+        p.evaluate(&http("GET", "https://api.example.com/upload"))
+            .verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        p.evaluate(&http("POST", "https://example.org/upload"))
+            .verdict,
+        Verdict::Allow
+    );
     assert_eq!(verdict(&p, "cat ~/.aws/credentials"), Verdict::Deny);
     assert_eq!(verdict(&p, "cat ~/.aws/../.aws/config"), Verdict::Deny);
     assert_eq!(verdict(&p, "cat ~/.awsome"), Verdict::Allow);
-    let file = normalize(Some(&Action { channel: "file".into(), operation: "read".into(), resource: "~/.aws/credentials".into(), ..Default::default() })).unwrap();
+    let file = normalize(Some(&Action {
+        channel: "file".into(),
+        operation: "read".into(),
+        resource: "~/.aws/credentials".into(),
+        ..Default::default()
+    }))
+    .unwrap();
     assert_eq!(p.evaluate(&file).verdict, Verdict::Deny);
     assert_eq!(verdict(&p, "psql -c 'DROP TABLE users'"), Verdict::Deny);
 }
@@ -180,32 +201,78 @@ fn invalid_policies_are_rejected_with_their_position() {
     let head = "version: 1\ndefault: allow\nrules:\n";
     let cases: &[(&str, (u64, u64), &str)] = &[
         ("version: 1\ndefault: allow\nrulez: []\n", (3, 1), "rulez"),
-        ("version: 2\ndefault: allow\n", (1, 10), "unsupported policy version 2"),
-        ("version: 1\ndefault: perhaps\n", (2, 10), "unknown default decision \"perhaps\""),
+        (
+            "version: 2\ndefault: allow\n",
+            (1, 10),
+            "unsupported policy version 2",
+        ),
+        (
+            "version: 1\ndefault: perhaps\n",
+            (2, 10),
+            "unknown default decision \"perhaps\"",
+        ),
         ("version: 1\n", (0, 0), "default"),
         ("version: 1\ndefault: allow\nrules: [\n", (0, 0), ""),
     ];
     for (yaml, (line, column), words) in cases {
         let e = error(yaml);
-        assert!(e.to_string().contains(words), "{e} should mention {words:?}");
+        assert!(
+            e.to_string().contains(words),
+            "{e} should mention {words:?}"
+        );
         if *line > 0 {
             assert_eq!((e.line, e.column), (*line, *column), "{e}");
         }
         assert_eq!(e.file, "p.yaml");
     }
     let rule_cases: &[(&str, (u64, u64), &str)] = &[
-        ("  - id: a\n    decision: nope\n    reason: r\n", (5, 15), "unknown decision \"nope\""),
-        ("  - id: a\n    decision: deny\n    reason: r\n    match: { tool: '[x' }\n", (7, 20), "not a valid glob"),
-        ("  - id: a\n    decision: deny\n    reason: r\n    match: { chanel: exec }\n", (7, 14), "chanel"),
-        ("  - id: a\n    decision: deny\n    reason: r\n    match: { channel: pigeon }\n", (7, 23), "unknown channel"),
-        ("  - id: a\n    decision: deny\n    reason: r\n    match: { tool: [] }\n", (7, 20), "could never match"),
-        ("  - id: a\n    decision: deny\n    reason: r\n    match: { channel: http, args: [[x]] }\n", (7, 35), "could never match"),
-        ("  - id: a\n    decision: deny\n    reason: ''\n", (6, 13), "empty reason"),
-        ("  - id: a\n    decision: deny\n    reason: r\n  - id: a\n    decision: allow\n    reason: r\n", (7, 9), "duplicate rule id \"a\" (first defined at line 4)"),
+        (
+            "  - id: a\n    decision: nope\n    reason: r\n",
+            (5, 15),
+            "unknown decision \"nope\"",
+        ),
+        (
+            "  - id: a\n    decision: deny\n    reason: r\n    match: { tool: '[x' }\n",
+            (7, 20),
+            "not a valid glob",
+        ),
+        (
+            "  - id: a\n    decision: deny\n    reason: r\n    match: { chanel: exec }\n",
+            (7, 14),
+            "chanel",
+        ),
+        (
+            "  - id: a\n    decision: deny\n    reason: r\n    match: { channel: pigeon }\n",
+            (7, 23),
+            "unknown channel",
+        ),
+        (
+            "  - id: a\n    decision: deny\n    reason: r\n    match: { tool: [] }\n",
+            (7, 20),
+            "could never match",
+        ),
+        (
+            "  - id: a\n    decision: deny\n    reason: r\n    match: { channel: http, args: [[x]] }\n",
+            (7, 35),
+            "could never match",
+        ),
+        (
+            "  - id: a\n    decision: deny\n    reason: ''\n",
+            (6, 13),
+            "empty reason",
+        ),
+        (
+            "  - id: a\n    decision: deny\n    reason: r\n  - id: a\n    decision: allow\n    reason: r\n",
+            (7, 9),
+            "duplicate rule id \"a\" (first defined at line 4)",
+        ),
     ];
     for (rules, (line, column), words) in rule_cases {
         let e = error(&format!("{head}{rules}"));
-        assert!(e.to_string().contains(words), "{e} should mention {words:?}");
+        assert!(
+            e.to_string().contains(words),
+            "{e} should mention {words:?}"
+        );
         assert_eq!((e.line, e.column), (*line, *column), "{e}");
     }
 }
@@ -222,7 +289,8 @@ fn version_follows_meaning_not_formatting() {
 
 #[test]
 fn alias_bombs_are_refused() {
-    let mut yaml = String::from("version: 1\ndefault: allow\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut yaml =
+        String::from("version: 1\ndefault: allow\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
         let prev = i - 1;
         yaml.push_str(&format!("a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"));

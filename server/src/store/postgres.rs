@@ -37,42 +37,14 @@ pub(super) async fn append_batch(
     };
     let links = chain(&head, records);
 
-    let n = records.len();
-    let mut seqs = Vec::with_capacity(n);
-    let mut times = Vec::with_capacity(n);
-    let mut decision_seqs = Vec::with_capacity(n);
-    let mut text: [Vec<&str>; 13] = Default::default();
+    // One array per column, in audit_columns! order, for a single UNNEST insert.
+    let seqs: Vec<i64> = links.iter().map(|(seq, _, _)| *seq as i64).collect();
+    let column = |f: fn(&NewRecord) -> &str| -> Vec<&str> { records.iter().map(f).collect() };
     let rule_ids: Vec<String> = records.iter().map(|r| rule_ids_json(&r.body.rule_ids)).collect();
-    for ((r, (seq, prev, hash)), rules) in records.iter().zip(&links).zip(&rule_ids) {
-        let b = &r.body;
-        seqs.push(*seq as i64);
-        times.push(b.time_us);
-        decision_seqs.push(b.decision_seq as i64);
-        for (column, value) in text.iter_mut().zip([
-            b.kind.as_str(),
-            &b.tenant,
-            &b.agent,
-            &b.session,
-            &b.channel,
-            &b.action,
-            &b.verdict,
-            rules,
-            &b.reason,
-            &b.policy_version,
-            &b.zone,
-            &b.approval_id,
-            &b.break_glass_id,
-        ]) {
-            column.push(value);
-        }
-        // `result`, `prev_hash` and `hash` follow separately (owned strings).
-        let _ = (prev, hash);
-    }
-    let results: Vec<&str> = records.iter().map(|r| r.body.result.as_str()).collect();
+    let times: Vec<i64> = records.iter().map(|r| r.body.time_us).collect();
+    let decision_seqs: Vec<i64> = records.iter().map(|r| r.body.decision_seq as i64).collect();
     let prevs: Vec<&str> = links.iter().map(|(_, p, _)| p.as_str()).collect();
     let hashes: Vec<&str> = links.iter().map(|(_, _, h)| h.as_str()).collect();
-    let [kind, tenant, agent, session, channel, action, verdict, rules, reason, version, zone, approval, glass] =
-        text;
 
     sqlx::query(concat!(
         "INSERT INTO audit_log (",
@@ -83,20 +55,20 @@ pub(super) async fn append_batch(
     ))
     .bind(&seqs)
     .bind(&times)
-    .bind(&kind)
-    .bind(&tenant)
-    .bind(&agent)
-    .bind(&session)
-    .bind(&channel)
-    .bind(&action)
-    .bind(&verdict)
-    .bind(&rules)
-    .bind(&reason)
-    .bind(&version)
-    .bind(&zone)
-    .bind(&approval)
-    .bind(&glass)
-    .bind(&results)
+    .bind(column(|r| &r.body.kind))
+    .bind(column(|r| &r.body.tenant))
+    .bind(column(|r| &r.body.agent))
+    .bind(column(|r| &r.body.session))
+    .bind(column(|r| &r.body.channel))
+    .bind(column(|r| &r.body.action))
+    .bind(column(|r| &r.body.verdict))
+    .bind(&rule_ids)
+    .bind(column(|r| &r.body.reason))
+    .bind(column(|r| &r.body.policy_version))
+    .bind(column(|r| &r.body.zone))
+    .bind(column(|r| &r.body.approval_id))
+    .bind(column(|r| &r.body.break_glass_id))
+    .bind(column(|r| &r.body.result))
     .bind(&decision_seqs)
     .bind(&prevs)
     .bind(&hashes)

@@ -3,9 +3,12 @@
 //! write lock up front, so two processes sharing a file still build one chain.
 
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Sqlite, SqlitePool};
 
 use super::{
     AuditFilter, CONNECT_TIMEOUT, NewRecord, StoreError, audit_columns, audit_row, chain,
@@ -32,21 +35,69 @@ pub(super) async fn append_batch(
     records: &[NewRecord],
 ) -> Result<Vec<Committed>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let (seq, hash): (i64, String) = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?;
+    let (seq, hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
     let head = Committed {
         seq: seq as u64,
         hash,
     };
     let links = chain(&head, records);
-    for (r, (seq, prev, hash)) in records.iter().zip(&links) {
-        let b = &r.body;
-        sqlx::query(concat!(
-            "INSERT INTO audit_log (",
-            audit_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-        ))
+    // Full chunks go through one cached multi-row statement; the rest one row at a time
+    // (a lone record, the common case without load, is one statement either way).
+    let rows: Vec<_> = records.iter().zip(&links).collect();
+    let mut chunks = rows.chunks_exact(CHUNK);
+    for chunk in &mut chunks {
+        let mut query = sqlx::query(AssertSqlSafe(MULTI_ROW_INSERT.clone()));
+        for (r, link) in chunk {
+            query = bind_row(query, r, link);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for (r, link) in chunks.remainder() {
+        bind_row(sqlx::query(SINGLE_ROW_INSERT), r, link)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let (last_seq, _, last_hash) = links.last().cloned().unwrap_or_default();
+    sqlx::query("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
+        .bind(last_seq as i64)
+        .bind(&last_hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(links
+        .into_iter()
+        .map(|(seq, _, hash)| Committed { seq, hash })
+        .collect())
+}
+
+/// Rows per multi-row INSERT: 32 x 19 = 608 parameters, well under SQLite's limit.
+const CHUNK: usize = 32;
+
+const SINGLE_ROW_INSERT: &str = concat!(
+    "INSERT INTO audit_log (",
+    audit_columns!(),
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+);
+
+static MULTI_ROW_INSERT: LazyLock<Arc<str>> = LazyLock::new(|| {
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let values = vec![row; CHUNK].join(", ");
+    format!("INSERT INTO audit_log ({}) VALUES {values}", audit_columns!()).into()
+});
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
+
+/// Binds one record's 19 columns, in [`audit_columns!`] order.
+fn bind_row<'q>(
+    query: SqliteQuery<'q>,
+    r: &'q NewRecord,
+    (seq, prev, hash): &'q (u64, String, String),
+) -> SqliteQuery<'q> {
+    let b = &r.body;
+    query
         .bind(*seq as i64)
         .bind(b.time_us)
         .bind(&b.kind)
@@ -66,20 +117,6 @@ pub(super) async fn append_batch(
         .bind(b.decision_seq as i64)
         .bind(prev)
         .bind(hash)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let (last_seq, _, last_hash) = links.last().cloned().unwrap_or_default();
-    sqlx::query("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
-        .bind(last_seq as i64)
-        .bind(&last_hash)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(links
-        .into_iter()
-        .map(|(seq, _, hash)| Committed { seq, hash })
-        .collect())
 }
 
 pub(super) async fn audit_page(

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Warden's one test command (the README's, and what .ci/run calls).
+#
+# On a fresh machine it makes sure PostgreSQL is running on 127.0.0.1:5432 (starting it,
+# or installing it with apt when absent) and fails loudly if it cannot: the PostgreSQL
+# tests never skip. Then: formatting, clippy with -D warnings, the binaries the
+# end-to-end tests drive, and every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+export WARDEN_TEST_PG="${WARDEN_TEST_PG:-postgres://postgres@${PG_HOST}:${PG_PORT}/postgres}"
+
+pg_up() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; }
+
+start_cluster() {
+    local version
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$version" ] || return 1
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do pg_up && return 0; sleep 1; done
+    return 1
+}
+
+ensure_postgres() {
+    if pg_up; then return 0; fi
+    echo "test.sh: PostgreSQL is not answering on ${PG_HOST}:${PG_PORT}; starting it" >&2
+    if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! start_cluster; then
+        echo "test.sh: installing PostgreSQL with apt" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq postgresql >/dev/null
+        local version hba
+        version=$(ls /etc/postgresql | sort -V | tail -n 1)
+        hba="/etc/postgresql/${version}/main/pg_hba.conf"
+        # A throwaway test cluster: trust local TCP connections, as the tests expect.
+        sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+        start_cluster || true
+    fi
+    if ! pg_up; then
+        echo "test.sh: FAILED: PostgreSQL could not be started on ${PG_HOST}:${PG_PORT}" >&2
+        exit 1
+    fi
+}
+
+ensure_postgres
+psql "$WARDEN_TEST_PG" -qtAc 'select 1' >/dev/null || {
+    echo "test.sh: FAILED: cannot connect to $WARDEN_TEST_PG (trust auth for 127.0.0.1 expected)" >&2
+    exit 1
+}
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --bins --locked
+cargo test --workspace --locked
