@@ -162,8 +162,64 @@ pub async fn evaluate(args: BenchArgs) -> anyhow::Result<()> {
     let _ = daemon_stop.send(());
     noop.await??;
     daemon.await??;
+
+    // The ceiling the database sets: the same records appended directly, no gRPC.
+    let store = crate::store::Store::connect(&db).await?;
+    let ceiling = store_ceiling(&store, Duration::from_secs(args.duration.min(5))).await?;
+    println!(
+        "audit store alone: {:.0} records/s committed in batches of {STORE_BATCH} ({:.2} ms per batch)",
+        ceiling.0, ceiling.1
+    );
+    store.close().await;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
+}
+
+/// Batch size for the store-alone measurement.
+const STORE_BATCH: usize = 256;
+
+/// Appends batches of realistic records for `window`; returns (records/s, ms per batch).
+async fn store_ceiling(
+    store: &crate::store::Store,
+    window: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    use crate::audit::{KIND_EVALUATE, RecordBody};
+    use crate::store::NewRecord;
+    let body = RecordBody {
+        time_us: 1,
+        kind: KIND_EVALUATE.into(),
+        tenant: "default".into(),
+        agent: "bench-agent".into(),
+        session: "bench-session-1".into(),
+        channel: "exec".into(),
+        action: r#"{"tenant":"default","agent":"bench-agent","session":"bench-session-1","channel":"exec","tool":"git","operation":"execute","resource":"","argv":["git","status","--short"],"command_line":"git status --short","cwd":"/workspace/project"}"#.into(),
+        verdict: "allow".into(),
+        rule_ids: Vec::new(),
+        reason: "no rule matched; the policy default is allow".into(),
+        policy_version: "0".repeat(64),
+        zone: "safe".into(),
+        approval_id: String::new(),
+        break_glass_id: String::new(),
+        result: String::new(),
+        decision_seq: 0,
+    };
+    let batch: Vec<NewRecord> = (0..STORE_BATCH)
+        .map(|_| NewRecord {
+            json: body.canonical_json(),
+            body: body.clone(),
+        })
+        .collect();
+    let start = Instant::now();
+    let mut batches = 0u64;
+    while start.elapsed() < window {
+        store.append_batch(&batch).await?;
+        batches += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((
+        (batches as usize * STORE_BATCH) as f64 / secs,
+        secs * 1e3 / batches.max(1) as f64,
+    ))
 }
 
 fn print_row(name: &str, f: &Figures) {

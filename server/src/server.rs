@@ -176,10 +176,16 @@ pub async fn run(
     // what is queued and stops.
     drop(serve);
     sighup.abort();
-    if tokio::time::timeout(drain_timeout, writer.finished()).await.is_err() {
+    if tokio::time::timeout(drain_timeout, writer.finished())
+        .await
+        .is_err()
+    {
         tracing::error!("audit writer did not finish within the drain timeout");
     }
-    if tokio::time::timeout(drain_timeout, store.close()).await.is_err() {
+    if tokio::time::timeout(drain_timeout, store.close())
+        .await
+        .is_err()
+    {
         tracing::error!("database connections did not close within the drain timeout");
     }
     tracing::info!("wardend stopped");

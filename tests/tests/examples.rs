@@ -7,17 +7,25 @@ use std::path::{Path, PathBuf};
 use warden_server::policy::Policy;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for entry in entries {
         let path = entry.unwrap().path();
         if path.is_dir() {
             out.extend(yaml_files(&path));
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             out.push(path);
         }
     }
@@ -28,7 +36,10 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn every_policy_file_compiles() {
     let files = yaml_files(&repo().join("policies"));
-    assert!(files.iter().any(|f| f.ends_with("default.yaml")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with("default.yaml")),
+        "{files:?}"
+    );
     for file in files {
         let policy = Policy::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
         assert!(policy.rule_count() > 0, "{} has no rules", file.display());
@@ -55,7 +66,9 @@ fn every_deploy_manifest_parses_and_embedded_policies_compile() {
             if doc["kind"] != "ConfigMap" {
                 continue;
             }
-            let Some(data) = doc["data"].as_object() else { continue };
+            let Some(data) = doc["data"].as_object() else {
+                continue;
+            };
             for (key, value) in data {
                 let Some(text) = value.as_str() else { continue };
                 if key.ends_with(".yaml") && text.contains("rules:") {

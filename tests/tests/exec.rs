@@ -83,7 +83,12 @@ async fn allowed_commands_run_exactly_as_given(kind: Backend) {
     assert_eq!(code, 0);
     let records: Vec<serde_json::Value> = export
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| {
+            let mut record: serde_json::Value = serde_json::from_str(l).unwrap();
+            let result = record["result_json"].as_str().unwrap().to_string();
+            record["result"] = serde_json::from_str(&result).unwrap_or_default();
+            record
+        })
         .collect();
     assert_eq!(records.len(), 10, "{export}");
     let first_report = &records[1];

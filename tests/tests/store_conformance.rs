@@ -271,3 +271,49 @@ both_backends!(
     concurrent_writers_keep_one_chain,
     super::concurrent_writers_keep_one_chain
 );
+
+/// A record appended at the tail with a correct link and hash, but not through the
+/// chain head, is flagged.
+async fn detects_record_appended_behind_the_heads_back(kind: Backend) {
+    let (db, store) = seeded(kind, 5).await;
+    let prev = store.audit_head().await.unwrap().hash;
+    let forged = body(77, "forged");
+    let hash = chain_hash(&prev, 6, &forged.canonical_json());
+    db.exec_sql(&format!(
+        "INSERT INTO audit_log (seq, time_us, kind, tenant, agent, session, channel, action, verdict, rule_ids, reason, policy_version, zone, approval_id, break_glass_id, result, decision_seq, prev_hash, hash) \
+         VALUES (6, {}, 'evaluate', 'default', '{}', 'forged', 'exec', '{}', 'allow', '[\"rule-1\"]', 'test', 'v', 'safe', '', '', '', 0, '{prev}', '{hash}')",
+        forged.time_us, forged.agent, forged.action
+    ))
+    .await;
+    assert_broken_at(&store, 6, "beyond the chain head").await;
+    db.drop_pg().await;
+}
+both_backends!(
+    detects_record_appended_behind_the_heads_back,
+    super::detects_record_appended_behind_the_heads_back
+);
+
+/// Verification running while records are appended reports an intact chain.
+async fn verify_during_appends_is_not_a_false_alarm(kind: Backend) {
+    let (db, store) = seeded(kind, 2000).await;
+    let writer = store.clone();
+    let appender = tokio::spawn(async move {
+        for i in 0..40 {
+            writer
+                .append_batch(&records(i * 10..i * 10 + 10, "live"))
+                .await
+                .unwrap();
+        }
+    });
+    for _ in 0..5 {
+        let v = audit::verify(&store).await.unwrap();
+        assert_eq!(v.failure, None);
+    }
+    appender.await.unwrap();
+    assert_eq!(audit::verify(&store).await.unwrap().records, 2400);
+    db.drop_pg().await;
+}
+both_backends!(
+    verify_during_appends_is_not_a_false_alarm,
+    super::verify_during_appends_is_not_a_false_alarm
+);

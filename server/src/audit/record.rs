@@ -81,16 +81,10 @@ pub fn chain_hash(prev_hash: &str, seq: u64, body_json: &[u8]) -> String {
 
 impl AuditRow {
     /// The record as the JSON object `wardend audit export` writes (one per line).
+    /// `action_json` and `result_json` are the exact stored texts (as in the gRPC API),
+    /// so the chain can be recomputed from an export file alone.
     pub fn to_export_json(&self) -> serde_json::Value {
         let b = &self.body;
-        let embedded = |text: &str| {
-            if text.is_empty() {
-                serde_json::Value::Null
-            } else {
-                serde_json::from_str(text)
-                    .unwrap_or_else(|_| serde_json::Value::String(text.into()))
-            }
-        };
         serde_json::json!({
             "seq": self.seq,
             "time_us": b.time_us,
@@ -99,7 +93,7 @@ impl AuditRow {
             "agent": b.agent,
             "session": b.session,
             "channel": b.channel,
-            "action": embedded(&b.action),
+            "action_json": b.action,
             "verdict": b.verdict,
             "rule_ids": b.rule_ids,
             "reason": b.reason,
@@ -107,7 +101,7 @@ impl AuditRow {
             "zone": b.zone,
             "approval_id": b.approval_id,
             "break_glass_id": b.break_glass_id,
-            "result": embedded(&b.result),
+            "result_json": b.result,
             "decision_seq": b.decision_seq,
             "prev_hash": self.prev_hash,
             "hash": self.hash,

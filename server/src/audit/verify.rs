@@ -87,10 +87,17 @@ fn short(hash: &str) -> &str {
     hash.get(..16).unwrap_or(hash)
 }
 
-/// Verifies the whole chain in `store`, then checks that the stored chain head agrees
-/// with the last record (a missing tail shows there).
+/// Verifies the whole chain in `store` and checks it against the chain head, which is
+/// read before and after the walk so that records appended meanwhile are not mistaken
+/// for tampering:
+/// - every record up to the starting head must be present, and the one at the head's
+///   seq must carry the head's hash (a deleted tail shows here);
+/// - no record may lie beyond the head as it stands at the end (a record appended
+///   without going through the chain head shows here).
 pub async fn verify(store: &Store) -> Result<Verification, StoreError> {
+    let start_head = store.audit_head().await?;
     let mut walker = Walker::new();
+    let mut hash_at_head = (start_head.seq == 0).then(|| GENESIS_HASH.to_string());
     let mut after = 0;
     loop {
         let page = store.audit_page(&Default::default(), after, PAGE).await?;
@@ -103,27 +110,40 @@ pub async fn verify(store: &Store) -> Result<Verification, StoreError> {
                     failure: Some(failure),
                 });
             }
+            if row.seq == start_head.seq {
+                hash_at_head = Some(row.hash.clone());
+            }
         }
     }
-    let head = store.audit_head().await?;
     let last_seq = walker.expected_seq - 1;
-    let failure = if head.seq > last_seq {
+    let end_head = store.audit_head().await?;
+    let failure = if last_seq < start_head.seq {
         Some(ChainFailure {
             seq: last_seq + 1,
             problem: format!(
                 "the chain head records {} records but the log ends at record {last_seq}: records {}..={} are missing",
-                head.seq,
+                start_head.seq,
                 last_seq + 1,
-                head.seq
+                start_head.seq
             ),
         })
-    } else if head.seq < last_seq || head.hash != walker.prev_hash {
+    } else if hash_at_head.as_deref() != Some(start_head.hash.as_str()) {
         Some(ChainFailure {
-            seq: head.seq + 1,
+            seq: start_head.seq.max(1),
             problem: format!(
-                "the chain head (record {}, hash {}) does not match the log, which ends at record {last_seq}",
-                head.seq,
-                short(&head.hash)
+                "the chain head (record {}, hash {}) does not match the log's record {}",
+                start_head.seq,
+                short(&start_head.hash),
+                start_head.seq
+            ),
+        })
+    } else if last_seq > end_head.seq {
+        Some(ChainFailure {
+            seq: end_head.seq + 1,
+            problem: format!(
+                "record {} lies beyond the chain head (record {}): it was not appended by wardend",
+                end_head.seq + 1,
+                end_head.seq
             ),
         })
     } else {

@@ -68,7 +68,10 @@ impl WriterTask {
 impl AuditWriter {
     /// Starts the writer thread with its own connection to `db_url`. Fails if the
     /// database cannot be opened.
-    pub async fn start(db_url: &str, max_batch: usize) -> Result<(AuditWriter, WriterTask), StoreError> {
+    pub async fn start(
+        db_url: &str,
+        max_batch: usize,
+    ) -> Result<(AuditWriter, WriterTask), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
@@ -77,7 +80,10 @@ impl AuditWriter {
         std::thread::Builder::new()
             .name("warden-audit".into())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(StoreError::Runtime(e.to_string())));
@@ -99,9 +105,9 @@ impl AuditWriter {
                 let _ = done_tx.send(());
             })
             .map_err(|e| StoreError::Runtime(e.to_string()))?;
-        ready_rx
-            .await
-            .map_err(|_| StoreError::Runtime("the audit writer thread died while starting".into()))??;
+        ready_rx.await.map_err(|_| {
+            StoreError::Runtime("the audit writer thread died while starting".into())
+        })??;
         Ok((AuditWriter { tx }, WriterTask { done: done_rx }))
     }
 

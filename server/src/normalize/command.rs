@@ -179,8 +179,7 @@ fn wrapper_arity(name: &str, tail: &[String]) -> Option<usize> {
         }
         if valued.contains(&word.as_str()) {
             i += 2;
-        } else if (word.starts_with('-') && word.len() > 1)
-            || (name == "env" && word.contains('='))
+        } else if (word.starts_with('-') && word.len() > 1) || (name == "env" && word.contains('='))
         {
             i += 1;
         } else {

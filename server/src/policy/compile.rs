@@ -341,6 +341,12 @@ pub(super) fn compile(source: &str, text: &str) -> Result<Policy, PolicyError> {
         ));
     }
     let default = c.verdict(&file.default, "default decision")?;
+    if default == Verdict::AllowWithRedaction {
+        return Err(c.error(
+            file.default.referenced,
+            "the default decision must be allow, deny or require_approval (redaction needs a rule that names its patterns)",
+        ));
+    }
     let mut seen: HashMap<String, Location> = HashMap::new();
     let mut rules = Vec::with_capacity(file.rules.len());
     for raw in &file.rules {
@@ -371,5 +377,9 @@ pub(super) fn compile(source: &str, text: &str) -> Result<Policy, PolicyError> {
 /// serde-saphyr messages may carry a location suffix or several lines; the policy error
 /// adds its own location, so keep the first line's message.
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_string()
+    let line = message.lines().next().unwrap_or(message).trim();
+    match line.rfind(" at line ") {
+        Some(i) if line[i..].contains(", column ") => line[..i].trim_end().to_string(),
+        _ => line.to_string(),
+    }
 }

@@ -42,18 +42,35 @@ pub(super) struct RuleFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MatchFile {
+    #[serde(default, deserialize_with = "present")]
     pub(super) channel: Option<Spanned<Patterns>>,
+    #[serde(default, deserialize_with = "present")]
     pub(super) tool: Option<Spanned<Patterns>>,
+    #[serde(default, deserialize_with = "present")]
     pub(super) operation: Option<Spanned<Patterns>>,
     /// Path or URL globs. For exec and shell actions, path arguments count too.
+    #[serde(default, deserialize_with = "present")]
     pub(super) resource: Option<Spanned<Patterns>>,
     /// Globs over the whole normalized command line.
+    #[serde(default, deserialize_with = "present")]
     pub(super) command: Option<Spanned<Patterns>>,
     /// Globs over the destination host of URL resources.
+    #[serde(default, deserialize_with = "present")]
     pub(super) host: Option<Spanned<Patterns>>,
     /// Argument groups: each group needs at least one argument matching one of its globs
     /// (path-style globs: `*` stops at `/`).
+    #[serde(default, deserialize_with = "present")]
     pub(super) args: Option<Spanned<Vec<Patterns>>>,
+}
+
+/// A condition that is written must have a value: `tool: ~` (null) is an error rather
+/// than a silently dropped condition (which would widen the rule to every action).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// One string or a list of strings.

@@ -212,6 +212,11 @@ fn invalid_policies_are_rejected_with_their_position() {
             "unknown default decision \"perhaps\"",
         ),
         ("version: 1\n", (0, 0), "default"),
+        (
+            "version: 1\ndefault: allow_with_redaction\n",
+            (2, 10),
+            "must be allow, deny or require_approval",
+        ),
         ("version: 1\ndefault: allow\nrules: [\n", (0, 0), ""),
     ];
     for (yaml, (line, column), words) in cases {

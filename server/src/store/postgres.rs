@@ -40,7 +40,10 @@ pub(super) async fn append_batch(
     // One array per column, in audit_columns! order, for a single UNNEST insert.
     let seqs: Vec<i64> = links.iter().map(|(seq, _, _)| *seq as i64).collect();
     let column = |f: fn(&NewRecord) -> &str| -> Vec<&str> { records.iter().map(f).collect() };
-    let rule_ids: Vec<String> = records.iter().map(|r| rule_ids_json(&r.body.rule_ids)).collect();
+    let rule_ids: Vec<String> = records
+        .iter()
+        .map(|r| rule_ids_json(&r.body.rule_ids))
+        .collect();
     let times: Vec<i64> = records.iter().map(|r| r.body.time_us).collect();
     let decision_seqs: Vec<i64> = records.iter().map(|r| r.body.decision_seq as i64).collect();
     let prevs: Vec<&str> = links.iter().map(|(_, p, _)| p.as_str()).collect();

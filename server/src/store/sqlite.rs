@@ -85,7 +85,11 @@ const SINGLE_ROW_INSERT: &str = concat!(
 static MULTI_ROW_INSERT: LazyLock<Arc<str>> = LazyLock::new(|| {
     let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     let values = vec![row; CHUNK].join(", ");
-    format!("INSERT INTO audit_log ({}) VALUES {values}", audit_columns!()).into()
+    format!(
+        "INSERT INTO audit_log ({}) VALUES {values}",
+        audit_columns!()
+    )
+    .into()
 });
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
