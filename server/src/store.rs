@@ -279,6 +279,23 @@ fn chain(head: &Committed, records: &[NewRecord]) -> Vec<(u64, String, String)> 
         .collect()
 }
 
+/// The chain head after a batch: its last record.
+fn head_after(head: &Committed, links: &[(u64, String, String)]) -> (u64, String) {
+    links
+        .last()
+        .map_or((head.seq, head.hash.clone()), |(seq, _, hash)| {
+            (*seq, hash.clone())
+        })
+}
+
+/// The committed places of a batch, in order.
+fn committed(links: Vec<(u64, String, String)>) -> Vec<Committed> {
+    links
+        .into_iter()
+        .map(|(seq, _, hash)| Committed { seq, hash })
+        .collect()
+}
+
 /// Serializes rule ids as stored (a JSON list).
 fn rule_ids_json(ids: &[String]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
     AuditFilter, CONNECT_TIMEOUT, NewRecord, StoreError, audit_columns, audit_row, chain,
-    rule_ids_json,
+    committed, head_after, rule_ids_json,
 };
 use crate::audit::{AuditRow, Committed};
 
@@ -78,17 +78,14 @@ pub(super) async fn append_batch(
     .execute(&mut *tx)
     .await?;
 
-    let (last_seq, _, last_hash) = links.last().cloned().unwrap_or_default();
+    let (last_seq, last_hash) = head_after(&head, &links);
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(last_seq as i64)
         .bind(&last_hash)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(links
-        .into_iter()
-        .map(|(seq, _, hash)| Committed { seq, hash })
-        .collect())
+    Ok(committed(links))
 }
 
 pub(super) async fn audit_page(
