@@ -9,6 +9,10 @@ use warden_proto::v1::{
     Action, Decision, EvaluateRequest, ReportRequest, ResultMeta, decisions_client::DecisionsClient,
 };
 
+/// Status metadata key with which wardend marks "reached, but no decision" (its
+/// `error::CAUSE_KEY`); the interceptors do not depend on the server crate.
+const CAUSE_KEY: &str = "warden-cause";
+
 /// Where the daemon is and who is asking. Every flag has an environment equivalent so a
 /// sidecar or agent launcher can set them once.
 #[derive(Debug, Clone, Args)]
@@ -165,7 +169,9 @@ impl DaemonClient {
                 addr: self.addr.clone(),
                 timeout: self.timeout,
             },
-            Code::Unavailable if status.message().contains("audit") => {
+            // The daemon answered but its audit store failed (see wardend's error.rs):
+            // that is a refusal to decide, not an unreachable daemon.
+            Code::Unavailable if status.metadata().get(CAUSE_KEY).is_some() => {
                 NoDecision::Failed(status.message().to_string())
             }
             Code::Unavailable | Code::Cancelled | Code::Unknown => NoDecision::Unreachable {

@@ -240,24 +240,17 @@ async fn join_count(task: Option<tokio::task::JoinHandle<u64>>) -> u64 {
 async fn forward_signals(pid: Option<Pid>) {
     let Some(pid) = pid else { return };
     let interactive = std::io::stdin().is_terminal();
-    let mut kinds = vec![
-        (SignalKind::terminate(), Signal::SIGTERM),
-        (SignalKind::hangup(), Signal::SIGHUP),
+    // (signal, forward it?). Listening for a signal also stops it killing warden.
+    let table = [
+        (SignalKind::terminate(), Signal::SIGTERM, true),
+        (SignalKind::hangup(), Signal::SIGHUP, true),
+        (SignalKind::interrupt(), Signal::SIGINT, !interactive),
+        (SignalKind::quit(), Signal::SIGQUIT, !interactive),
     ];
-    let keyboard = [
-        (SignalKind::interrupt(), Signal::SIGINT),
-        (SignalKind::quit(), Signal::SIGQUIT),
-    ];
-    // Listening for the keyboard signals also stops them killing warden.
     let mut streams = Vec::new();
-    for (kind, sig) in keyboard {
+    for (kind, sig, forward) in table {
         if let Ok(stream) = signal(kind) {
-            streams.push((stream, sig, !interactive));
-        }
-    }
-    for (kind, sig) in kinds.drain(..) {
-        if let Ok(stream) = signal(kind) {
-            streams.push((stream, sig, true));
+            streams.push((stream, sig, forward));
         }
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

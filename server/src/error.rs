@@ -1,5 +1,10 @@
 //! The one place request-path errors become gRPC statuses. Clients get a clean message;
 //! the log gets the detail; database internals never reach a client.
+//!
+//! When the daemon itself could not decide (its audit store failed), the status carries
+//! the metadata key [`CAUSE_KEY`] = [`CAUSE_AUDIT_STORE`], so an interceptor can tell
+//! "wardend answered: no decision" from "wardend could not be reached" without parsing
+//! messages (only the latter may be overridden by `--fail-open`).
 
 use tonic::Status;
 
@@ -7,6 +12,20 @@ use crate::audit::AuditError;
 use crate::normalize::InvalidAction;
 use crate::policy::PolicyError;
 use crate::store::StoreError;
+
+/// Metadata key naming why the daemon produced no decision.
+pub const CAUSE_KEY: &str = "warden-cause";
+/// [`CAUSE_KEY`] value: the audit store could not commit the decision's record.
+pub const CAUSE_AUDIT_STORE: &str = "audit-store";
+
+fn audit_store_unavailable(message: &'static str) -> Status {
+    let mut status = Status::unavailable(message);
+    status.metadata_mut().insert(
+        CAUSE_KEY,
+        tonic::metadata::MetadataValue::from_static(CAUSE_AUDIT_STORE),
+    );
+    status
+}
 
 /// Errors a request can end in.
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +49,13 @@ impl From<ApiError> for Status {
             ApiError::BadRequest(m) => Status::invalid_argument(m),
             ApiError::Audit(e) => {
                 tracing::error!(error = %e, "refusing a decision: its audit record was not committed");
-                Status::unavailable(
+                audit_store_unavailable(
                     "decision refused: its audit record could not be committed (fail-closed); retry later",
                 )
             }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
-                Status::unavailable("the audit store is unavailable; retry later")
+                audit_store_unavailable("the audit store is unavailable; retry later")
             }
             ApiError::Policy(e) => Status::failed_precondition(format!(
                 "policy rejected, the previous policy stays in force: {e}"

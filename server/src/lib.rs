@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bench;
 pub mod cli;
 mod error;
+pub use error::{CAUSE_AUDIT_STORE, CAUSE_KEY};
 pub mod normalize;
 pub mod policy;
 mod redact;

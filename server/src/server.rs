@@ -213,18 +213,29 @@ async fn reload_on_sighup(policy: Arc<PolicyHandle>) {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// A future that completes on SIGTERM or SIGINT. The handlers are registered when this
+/// is called, not when the future is first polled, so a signal that arrives while the
+/// daemon is still starting is not lost (nor fatal): the daemon stops cleanly as soon
+/// as it serves.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let wait = |stream: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match stream {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for a shutdown signal");
+                    std::future::pending::<()>().await;
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        };
+        tokio::select! {
+            () = wait(term) => {}
+            () = wait(interrupt) => {}
         }
     }
 }

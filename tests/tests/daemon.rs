@@ -713,36 +713,40 @@ async fn serve_starts_with_no_setup() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !dir.path().join("warden.db").exists() && std::time::Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            // Port 50051 may be taken on a shared machine; that must be a clear error.
-            let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            assert!(
-                err.contains("cannot listen on 127.0.0.1:50051"),
-                "{status:?}: {err}"
-            );
+    // Wait for the "listening on" log line: the signal handlers are installed by then
+    // (warden.db appears earlier, when the store connects).
+    use std::io::BufRead;
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening on 127.0.0.1:50051") {
+            break;
+        }
+        if line.contains("cannot listen on 127.0.0.1:50051") {
+            // Port 50051 is taken on this machine: that must be this clear error.
+            assert!(!child.wait().unwrap().success());
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(log.contains("listening on 127.0.0.1:50051"), "{log}");
     assert!(
         dir.path().join("warden.db").exists(),
         "warden.db was not created in the working directory"
     );
+    // Keep reading its log, as a terminal would, so it can log its shutdown.
+    let rest = std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    let rest = rest.join().unwrap().join("\n");
+    assert!(status.success(), "{status:?}\n{log}{rest}");
+    assert!(rest.contains("wardend stopped"), "{rest}");
 }
 
 /// A decision stuck behind a locked database: SIGTERM still ends the daemon once the

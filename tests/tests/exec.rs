@@ -259,3 +259,38 @@ async fn signals_are_forwarded_to_the_program() {
     assert_eq!(out.status.code(), Some(42));
     assert_eq!(text(&out.stdout), "got-term\n");
 }
+
+/// The daemon is reachable but cannot commit audit records: it answers "no decision"
+/// (UNAVAILABLE marked with warden-cause), and `--fail-open` does not override that:
+/// fail-open is for a daemon that cannot be reached, not one that refused to decide.
+#[tokio::test]
+async fn audit_store_failure_is_not_overridden_by_fail_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let db = TestDb::sqlite().await;
+    let daemon = Daemon::start(&db.url, &[]);
+    let addr = daemon.addr.to_string();
+    assert_eq!(exec(&addr, &["true"]).status.code(), Some(0));
+
+    db.exec_sql("DROP TABLE audit_log").await;
+    let out = Command::new(warden())
+        .args([
+            "exec",
+            "--daemon",
+            &addr,
+            "--fail-open",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        !marker.exists(),
+        "ran although the daemon refused to decide"
+    );
+    assert!(err.contains("audit record could not be committed"), "{err}");
+    assert!(!err.contains("WITHOUT a policy decision"), "{err}");
+}
