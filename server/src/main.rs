@@ -14,6 +14,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed log pipe must not take the process down: by default a failed log
+        // write is reported with eprintln!, which panics when stderr is the problem.
+        .log_internal_errors(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

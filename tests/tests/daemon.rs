@@ -792,3 +792,32 @@ async fn drain_timeout_bounds_shutdown() {
         .await
         .unwrap();
 }
+
+/// A daemon whose log pipe was closed (its reader went away) still shuts down cleanly
+/// and exits 0: failing to write a log line must never take it down.
+#[tokio::test]
+async fn closed_log_pipe_does_not_crash_the_daemon() {
+    use std::io::BufRead;
+    let db = TestDb::sqlite().await;
+    let mut child = std::process::Command::new(warden_tests::wardend())
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", &db.url])
+        .env("WARDEN_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        for line in stderr.lines() {
+            if line.unwrap().contains("listening on") {
+                break;
+            }
+        }
+    } // the read end closes here
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
