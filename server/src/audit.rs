@@ -4,6 +4,9 @@ mod record;
 mod verify;
 mod writer;
 
-pub use record::{AuditRow, GENESIS_HASH, KIND_EVALUATE, KIND_REPORT, RecordBody, chain_hash};
+pub use record::{
+    AuditRow, GENESIS_HASH, KIND_EVALUATE, KIND_REPORT, KIND_SESSION_CLOSE, KIND_SESSION_OPEN,
+    RecordBody, chain_hash,
+};
 pub use verify::{ChainFailure, Verification, verify};
 pub use writer::{AuditError, AuditWriter, Committed, DEFAULT_MAX_BATCH, WriterTask};

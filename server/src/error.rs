@@ -40,6 +40,15 @@ pub(crate) enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The session is closed or expired; the agent must open a new one.
+    #[error("{0}")]
+    SessionEnded(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl From<ApiError> for Status {
@@ -60,6 +69,10 @@ impl From<ApiError> for Status {
             ApiError::Policy(e) => Status::failed_precondition(format!(
                 "policy rejected, the previous policy stays in force: {e}"
             )),
+            ApiError::SessionEnded(m) => Status::failed_precondition(m),
+            ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::Conflict(m) => Status::already_exists(m),
+            ApiError::PermissionDenied(m) => Status::permission_denied(m),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod duration;
 mod error;
 pub use error::{CAUSE_AUDIT_STORE, CAUSE_KEY};
 pub mod normalize;
@@ -13,4 +14,5 @@ pub mod policy;
 mod redact;
 pub mod server;
 pub mod service;
+pub mod session;
 pub mod store;

@@ -7,15 +7,18 @@
 //! with an error that names the field.
 
 mod command;
+mod facts;
 mod path;
 mod url;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use warden_proto::v1::Action;
 
 pub(crate) use command::ExecFacts;
+pub use facts::FACT_NAMES;
+pub(crate) use url::is_internal;
 
 /// Largest accepted command line, resource or attribute value (bytes).
 const MAX_FIELD_BYTES: usize = 64 * 1024;
@@ -108,6 +111,13 @@ pub struct NormalizedAction {
     /// audit encoding (it is derived from argv).
     #[serde(skip)]
     pub exec: Option<ExecFacts>,
+    /// Command-analyzer facts (see [`FACT_NAMES`]); empty for non-command actions.
+    #[serde(skip)]
+    pub facts: BTreeSet<&'static str>,
+    /// Lower-case destination hosts: the URL resource's host and, for commands, every
+    /// network destination the analyzer found.
+    #[serde(skip)]
+    pub hosts: BTreeSet<String>,
 }
 
 /// Input that cannot be normalized. The message names the field.
@@ -197,6 +207,7 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
     let mut argv = action.argv.clone();
     let mut command_line = action.command_line.clone();
     let mut exec = None;
+    let mut analyzed = facts::CommandFacts::default();
 
     if channel.is_command() {
         if argv.is_empty() {
@@ -220,6 +231,7 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
             operation = "execute".into();
         }
         exec = Some(facts);
+        analyzed = facts::analyze(&command_line);
     }
 
     if let Some(parsed) = url::parse(&resource) {
@@ -230,6 +242,7 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
             Egress::External
         });
         host = parsed.host;
+        analyzed.hosts.insert(host.clone());
     } else if path::looks_like_path(&resource) {
         resource = path::clean(&resource, &cwd);
     }
@@ -274,6 +287,8 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
         attributes,
         cwd,
         exec,
+        facts: analyzed.facts,
+        hosts: analyzed.hosts,
     })
 }
 

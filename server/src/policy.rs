@@ -8,15 +8,27 @@
 //! policy finishes on it.
 
 mod compile;
+mod conditions;
 mod model;
+mod profiles;
+mod selfguard;
+mod triggers;
 
 use std::fmt;
 
+use std::collections::BTreeSet;
+
+use globset::GlobSet;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::normalize::NormalizedAction;
-use compile::Rule;
+use crate::normalize::{Egress, NormalizedAction};
+use crate::session::{Escalation, Observation, SessionState, Zone};
+pub use conditions::Subject;
+use conditions::Conditions;
+pub use profiles::{PROFILES, ProfileInfo};
+pub use selfguard::SelfGuard;
+use triggers::Trigger;
 
 /// The built-in default policy's YAML, compiled into the binary.
 pub const DEFAULT_POLICY_YAML: &str = include_str!("../../policies/default.yaml");
@@ -43,7 +55,7 @@ impl Verdict {
         }
     }
 
-    fn parse(s: &str) -> Option<Verdict> {
+    pub fn parse(s: &str) -> Option<Verdict> {
         [
             Verdict::Allow,
             Verdict::AllowWithRedaction,
@@ -83,10 +95,72 @@ pub struct PolicyError {
     pub message: String,
 }
 
+/// Where a rule or trigger was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// A redaction the interceptor must apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Redaction {
+    pub rule_id: String,
+    pub pattern: String,
+    pub replacement: String,
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+struct Rule {
+    origin: Origin,
+    id: String,
+    verdict: Verdict,
+    reason: String,
+    /// Break-glass never overrides this rule.
+    unbreakable: bool,
+    redactions: Vec<Redaction>,
+    conditions: Conditions,
+}
+
+/// A rule's meaning, as it enters the policy version.
+#[derive(Serialize)]
+struct RuleSpec<'a> {
+    id: &'a str,
+    decision: Verdict,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unbreakable: bool,
+    #[serde(skip_serializing_if = "<[Redaction]>::is_empty")]
+    redact: &'a [Redaction],
+    #[serde(rename = "match")]
+    conditions: &'a conditions::ConditionSpec,
+}
+
+impl Rule {
+    fn spec(&self) -> RuleSpec<'_> {
+        RuleSpec {
+            id: &self.id,
+            decision: self.verdict,
+            reason: &self.reason,
+            unbreakable: self.unbreakable,
+            redact: &self.redactions,
+            conditions: &self.conditions.spec,
+        }
+    }
+}
+
 /// A compiled, immutable policy.
 #[derive(Debug)]
 pub struct Policy {
-    /// Lower-case hex SHA-256 of the canonical form.
+    /// Lower-case hex SHA-256 of the canonical form (profiles included).
     version: String,
     /// The policy's `name`.
     name: String,
@@ -95,7 +169,13 @@ pub struct Policy {
     /// The YAML as loaded.
     text: String,
     default: Verdict,
+    /// Built-in profiles included, sorted.
+    profiles: Vec<String>,
     rules: Vec<Rule>,
+    triggers: Vec<Trigger>,
+    internal_hosts: GlobSet,
+    internal_host_patterns: Vec<String>,
+    idle_timeout_us: Option<i64>,
 }
 
 /// What the engine decided for one action.
@@ -105,6 +185,13 @@ pub struct Outcome {
     /// Rules that produced the verdict, in policy order; empty when the default decided.
     pub matched_rules: Vec<String>,
     pub reason: String,
+    /// For allow_with_redaction: what to redact.
+    pub redactions: Vec<Redaction>,
+    /// The least a break-glass grant can bring the verdict down to: the most restrictive
+    /// verdict of the matching `unbreakable` rules (allow when there are none).
+    pub floor: Verdict,
+    /// Unbreakable rules behind `floor`.
+    pub floor_rules: Vec<String>,
 }
 
 impl Policy {
@@ -150,14 +237,129 @@ impl Policy {
         self.rules.len()
     }
 
-    /// Decides one action. Pure: same policy and action, same outcome.
-    pub fn evaluate(&self, action: &NormalizedAction) -> Outcome {
+    pub fn profiles(&self) -> &[String] {
+        &self.profiles
+    }
+
+    pub fn default_verdict(&self) -> Verdict {
+        self.default
+    }
+
+    /// How long a session may sit idle before it ends, if the policy limits it.
+    pub fn idle_timeout_us(&self) -> Option<i64> {
+        self.idle_timeout_us
+    }
+
+    /// Rule ids with their origin, in policy order.
+    pub fn rule_ids(&self) -> impl Iterator<Item = (&str, &Origin)> {
+        self.rules.iter().map(|r| (r.id.as_str(), &r.origin))
+    }
+
+    /// Canonical JSON of each rule by id (what `wardend diff` compares).
+    pub fn rule_specs(&self) -> Vec<(String, String)> {
+        self.rules
+            .iter()
+            .map(|r| {
+                let json = serde_json::to_string(&r.spec()).unwrap_or_default();
+                (r.id.clone(), json)
+            })
+            .collect()
+    }
+
+    /// Canonical JSON of each zone trigger by id.
+    pub fn trigger_specs(&self) -> Vec<(String, String)> {
+        self.triggers
+            .iter()
+            .map(|t| {
+                let json = serde_json::to_string(&t.spec()).unwrap_or_default();
+                (t.id.clone(), json)
+            })
+            .collect()
+    }
+
+    /// Settings other than rules and triggers, as `(name, value)` pairs.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("default", self.default.to_string()),
+            ("profiles", self.profiles.join(", ")),
+            ("internal_hosts", self.internal_host_patterns.join(", ")),
+            (
+                "sessions.idle_timeout",
+                self.idle_timeout_us
+                    .map_or_else(|| "none".into(), crate::duration::format_us),
+            ),
+        ]
+    }
+
+    /// The action as this policy's rules see it.
+    pub fn context<'a>(&self, action: &'a NormalizedAction, guard: &SelfGuard) -> Subject<'a> {
+        let egress = if action.hosts.is_empty() {
+            None
+        } else if action
+            .hosts
+            .iter()
+            .all(|h| crate::normalize::is_internal(h) || self.internal_hosts.is_match(h))
+        {
+            Some(Egress::Internal)
+        } else {
+            Some(Egress::External)
+        };
+        let tags = action
+            .attributes
+            .get("tags")
+            .map(|t| {
+                t.split(',')
+                    .map(|x| x.trim().to_ascii_lowercase())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sensitivity = action
+            .attributes
+            .get("sensitivity")
+            .map(|s| s.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        Subject {
+            action,
+            egress,
+            tags,
+            sensitivity,
+            warden_self: guard.touches(action),
+        }
+    }
+
+    /// Action triggers that would raise a session in `state` for this action.
+    pub fn action_triggers(&self, s: &Subject<'_>, state: &SessionState) -> Vec<Escalation> {
+        triggers::on_action(&self.triggers, s, state)
+    }
+
+    /// Result triggers that would raise a session that is `after` once `r` is counted.
+    pub fn result_triggers(&self, r: &Observation, after: &SessionState) -> Vec<Escalation> {
+        triggers::on_result(&self.triggers, r, after)
+    }
+
+    /// Decides one action in a session in `zone` whose results carried `session_tags`.
+    /// Pure: same inputs, same outcome.
+    pub fn decide(&self, s: &Subject<'_>, zone: Zone, session_tags: &BTreeSet<String>) -> Outcome {
         let mut verdict = None;
         let mut matched: Vec<&Rule> = Vec::new();
+        let mut floor = Verdict::Allow;
+        let mut floor_rules: Vec<&Rule> = Vec::new();
+        let mut redactions = Vec::new();
         for rule in &self.rules {
-            if !rule.matches(action) {
+            if !rule.conditions.matches(s, zone, session_tags) {
                 continue;
             }
+            if rule.unbreakable {
+                if rule.verdict > floor {
+                    floor = rule.verdict;
+                    floor_rules.clear();
+                }
+                if rule.verdict == floor {
+                    floor_rules.push(rule);
+                }
+            }
+            redactions.extend(rule.redactions.iter().cloned());
             match verdict {
                 Some(v) if rule.verdict < v => continue,
                 Some(v) if rule.verdict == v => matched.push(rule),
@@ -168,38 +370,76 @@ impl Policy {
                 }
             }
         }
+        let ids = |rules: &[&Rule]| rules.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let floor_rules = if floor == Verdict::Allow {
+            Vec::new()
+        } else {
+            ids(&floor_rules)
+        };
         match verdict {
             None => Outcome {
                 verdict: self.default,
                 matched_rules: Vec::new(),
                 reason: format!("no rule matched; the policy default is {}", self.default),
+                redactions: Vec::new(),
+                floor,
+                floor_rules,
             },
             Some(verdict) => Outcome {
                 verdict,
-                matched_rules: matched.iter().map(|r| r.id.clone()).collect(),
+                matched_rules: ids(&matched),
                 reason: matched
                     .iter()
                     .map(|r| r.reason.as_str())
                     .collect::<Vec<_>>()
                     .join("; "),
+                redactions: if verdict == Verdict::AllowWithRedaction {
+                    redactions
+                } else {
+                    Vec::new()
+                },
+                floor,
+                floor_rules,
             },
         }
+    }
+
+    /// Decides one action as the first action of a fresh session, with only the
+    /// built-in self-protection paths (tests and benchmarks).
+    pub fn evaluate(&self, action: &NormalizedAction) -> Outcome {
+        let subject = self.context(action, &SelfGuard::builtin());
+        self.decide(&subject, Zone::Safe, &BTreeSet::new())
     }
 }
 
 /// SHA-256 over a canonical JSON rendering of what the policy means (not its
-/// formatting or comments), hex encoded.
-fn canonical_version(default: Verdict, rules: &[Rule]) -> String {
+/// formatting or comments), hex encoded. Profiles enter through their rules.
+fn canonical_version(
+    default: Verdict,
+    profiles: &[String],
+    internal_hosts: &[String],
+    idle_timeout_us: Option<i64>,
+    rules: &[Rule],
+    triggers: &[Trigger],
+) -> String {
     #[derive(Serialize)]
     struct Canonical<'a> {
         format: u32,
         default: Verdict,
-        rules: Vec<&'a compile::RuleSpec>,
+        profiles: &'a [String],
+        internal_hosts: &'a [String],
+        idle_timeout_us: Option<i64>,
+        rules: Vec<RuleSpec<'a>>,
+        zone_triggers: Vec<triggers::TriggerSpec<'a>>,
     }
     let canonical = Canonical {
-        format: 1,
+        format: 2,
         default,
-        rules: rules.iter().map(|r| &r.spec).collect(),
+        profiles,
+        internal_hosts,
+        idle_timeout_us,
+        rules: rules.iter().map(Rule::spec).collect(),
+        zone_triggers: triggers.iter().map(Trigger::spec).collect(),
     };
     // Serializing plain strings, vectors and enums cannot fail.
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();

@@ -16,11 +16,14 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use warden_proto::v1::{
     admin_server::AdminServer, audit_server::AuditServer, decisions_server::DecisionsServer,
+    sessions_server::SessionsServer,
 };
 
 use crate::audit::{AuditWriter, DEFAULT_MAX_BATCH};
-use crate::policy::Policy;
-use crate::service::{AdminService, AuditService, DecisionsService, PolicyHandle, Shared};
+use crate::policy::{Policy, SelfGuard};
+use crate::service::{
+    AdminService, AuditService, DecisionsService, PolicyHandle, SessionsService, Shared,
+};
 use crate::store::Store;
 
 /// Largest message the transport accepts; requests above
@@ -66,6 +69,25 @@ pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
     policy.map_err(|e| anyhow::anyhow!("invalid policy: {e}"))
 }
 
+/// Files an agent must never touch: the daemon's binary and its sibling `warden`, the
+/// policy file and the SQLite database.
+fn self_files(config: &ServeConfig) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            files.push(dir.join("warden"));
+        }
+        files.push(exe);
+    }
+    if let Some(policy) = &config.policy {
+        files.push(policy.clone());
+    }
+    if let Some(path) = config.db.strip_prefix("sqlite://").or(config.db.strip_prefix("sqlite:")) {
+        files.push(PathBuf::from(path.split('?').next().unwrap_or(path)));
+    }
+    files
+}
+
 /// Runs the daemon until `shutdown` completes, then drains and returns.
 pub async fn run(
     config: ServeConfig,
@@ -101,6 +123,7 @@ pub async fn run(
     let (audit, writer) = AuditWriter::start(&config.db, config.max_batch).await?;
     let shared = Shared {
         policy: policy.clone(),
+        guard: Arc::new(SelfGuard::for_daemon(&self_files(&config))),
         audit,
         store: store.clone(),
     };
@@ -115,6 +138,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<AdminServer<AdminService>>()
+        .await;
+    health_reporter
+        .set_serving::<SessionsServer<SessionsService>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(warden_proto::FILE_DESCRIPTOR_SET)
@@ -132,6 +158,10 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(
             DecisionsServer::new(DecisionsService::new(shared.clone()))
+                .max_decoding_message_size(TRANSPORT_MAX_MESSAGE),
+        )
+        .add_service(
+            SessionsServer::new(SessionsService::new(shared.clone()))
                 .max_decoding_message_size(TRANSPORT_MAX_MESSAGE),
         )
         .add_service(

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod decisions;
+mod sessions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,12 +13,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::audit::AuditWriter;
-use crate::policy::{Policy, PolicyError};
+use crate::policy::{Policy, PolicyError, SelfGuard};
 use crate::store::Store;
 
 pub(crate) use admin::AdminService;
 pub(crate) use audit::AuditService;
 pub(crate) use decisions::DecisionsService;
+pub(crate) use sessions::SessionsService;
 
 /// The live policy. Requests take an `Arc` snapshot, so a reload never changes the
 /// policy under a request that already started.
@@ -75,6 +77,8 @@ impl PolicyHandle {
 #[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) policy: Arc<PolicyHandle>,
+    /// Recognizes actions that touch this daemon's own files and process.
+    pub(crate) guard: Arc<SelfGuard>,
     pub(crate) audit: AuditWriter,
     pub(crate) store: Store,
 }

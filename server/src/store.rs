@@ -6,7 +6,10 @@
 //! with in-process locks, so several processes on one database stay consistent.
 
 mod postgres;
+mod sessions;
 mod sqlite;
+
+pub use sessions::SessionKey;
 
 use std::time::Duration;
 
@@ -172,16 +175,30 @@ impl Store {
 /// Migrations compiled into the binary: (version, description, SQL).
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
-const SQLITE_MIGRATIONS: Embedded = &[(
-    1,
-    "audit log",
-    include_str!("../../migrations/sqlite/0001_audit.sql"),
-)];
-const POSTGRES_MIGRATIONS: Embedded = &[(
-    1,
-    "audit log",
-    include_str!("../../migrations/postgres/0001_audit.sql"),
-)];
+const SQLITE_MIGRATIONS: Embedded = &[
+    (
+        1,
+        "audit log",
+        include_str!("../../migrations/sqlite/0001_audit.sql"),
+    ),
+    (
+        2,
+        "sessions",
+        include_str!("../../migrations/sqlite/0002_sessions.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: Embedded = &[
+    (
+        1,
+        "audit log",
+        include_str!("../../migrations/postgres/0001_audit.sql"),
+    ),
+    (
+        2,
+        "sessions",
+        include_str!("../../migrations/postgres/0002_sessions.sql"),
+    ),
+];
 
 fn migrator(migrations: Embedded) -> Migrator {
     Migrator::with_migrations(

@@ -17,9 +17,12 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Record kinds.
 pub const KIND_EVALUATE: &str = "evaluate";
 pub const KIND_REPORT: &str = "report";
+/// A session opened or closed through the Sessions service.
+pub const KIND_SESSION_OPEN: &str = "session_open";
+pub const KIND_SESSION_CLOSE: &str = "session_close";
 
 /// Everything in a record except its position in the chain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RecordBody {
     /// Microseconds since the Unix epoch, when the daemon decided.
     pub time_us: i64,

@@ -1,107 +1,26 @@
 //! From [`model::PolicyFile`] to matchers: every pattern is compiled once, every problem
-//! is reported with the file:line:column of the value that caused it.
+//! is reported with the file:line:column of the value that caused it. Profiles named by
+//! a policy are compiled from their built-in YAML and merged by union.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
-use serde::Serialize;
+use regex::RegexSet;
 use serde_saphyr::{Location, Spanned};
 
-use super::model::{MatchFile, Patterns, PolicyFile};
-use super::{Policy, PolicyError, Verdict, canonical_version};
-use crate::normalize::{Channel, NormalizedAction};
+use super::conditions::{ConditionSpec, Conditions};
+use super::model::{MatchFile, Patterns, PolicyFile, ResultMatchFile, RuleFile, TriggerFile};
+use super::triggers::{ResultConditions, ResultSpec, Trigger, Watch};
+use super::{
+    Origin, Policy, PolicyError, Redaction, Rule, Verdict, canonical_version, profiles,
+};
+use crate::normalize::{Channel, Egress, FACT_NAMES};
+use crate::session::Zone;
 
 /// Policy files larger than this are refused before parsing.
 const MAX_POLICY_BYTES: usize = 4 * 1024 * 1024;
-
-/// A rule's meaning, as it enters the policy version.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct RuleSpec {
-    id: String,
-    decision: Verdict,
-    reason: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    channel: Vec<Channel>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    operation: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    resource: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    command: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    host: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    args: Vec<Vec<String>>,
-}
-
-/// A compiled rule.
-#[derive(Debug)]
-pub(super) struct Rule {
-    pub(super) id: String,
-    pub(super) verdict: Verdict,
-    pub(super) reason: String,
-    pub(super) spec: RuleSpec,
-    channel: Option<Vec<Channel>>,
-    tool: Option<GlobSet>,
-    operation: Option<GlobSet>,
-    resource: Option<GlobSet>,
-    command: Option<GlobSet>,
-    host: Option<GlobSet>,
-    args: Vec<GlobSet>,
-}
-
-impl Rule {
-    /// Whether every condition of the rule holds for `a`.
-    pub(super) fn matches(&self, a: &NormalizedAction) -> bool {
-        if let Some(channels) = &self.channel
-            && !channels.contains(&a.channel)
-        {
-            return false;
-        }
-        if let Some(tool) = &self.tool {
-            let program = a.exec.as_ref().map(|e| e.program.as_str());
-            if !(tool.is_match(&a.tool) || program.is_some_and(|p| tool.is_match(p))) {
-                return false;
-            }
-        }
-        if let Some(op) = &self.operation
-            && !op.is_match(&a.operation)
-        {
-            return false;
-        }
-        if let Some(resource) = &self.resource {
-            let in_args = a
-                .exec
-                .as_ref()
-                .is_some_and(|e| e.arg_forms.iter().any(|f| resource.is_match(f)));
-            if !((!a.resource.is_empty() && resource.is_match(&a.resource)) || in_args) {
-                return false;
-            }
-        }
-        if let Some(command) = &self.command
-            && (a.command_line.is_empty() || !command.is_match(&a.command_line))
-        {
-            return false;
-        }
-        if let Some(host) = &self.host
-            && (a.host.is_empty() || !host.is_match(&a.host))
-        {
-            return false;
-        }
-        if !self.args.is_empty() {
-            let Some(exec) = &a.exec else {
-                return false;
-            };
-            return self
-                .args
-                .iter()
-                .all(|group| exec.arg_forms.iter().any(|f| group.is_match(f)));
-        }
-        true
-    }
-}
+/// Profiles may include profiles; this bounds the depth.
+const MAX_PROFILE_DEPTH: usize = 8;
 
 /// How a glob treats `/`.
 #[derive(Clone, Copy)]
@@ -110,15 +29,35 @@ enum GlobKind {
     Path,
     /// `*` matches anything (names, command lines).
     Text,
-    /// Like `Text`, compared case-insensitively (operations, hosts).
+    /// Like `Text`, compared case-insensitively (operations, hosts, tags).
     CaselessText,
 }
 
 struct Compiler<'a> {
     file: &'a str,
+    /// Prefix for rule and trigger ids (`coding-agent/` inside a profile).
+    prefix: String,
+}
+
+/// One source file's contribution, before merging.
+struct Part {
+    name: Option<String>,
+    default: Option<(Verdict, Location, String)>,
+    rules: Vec<Rule>,
+    triggers: Vec<Trigger>,
+    internal_hosts: Vec<String>,
+    idle_timeout_us: Option<i64>,
 }
 
 impl Compiler<'_> {
+    fn origin(&self, at: Location) -> Origin {
+        Origin {
+            file: self.file.to_string(),
+            line: at.line(),
+            column: at.column(),
+        }
+    }
+
     fn error(&self, at: Location, message: impl Into<String>) -> PolicyError {
         PolicyError {
             file: self.file.to_string(),
@@ -140,27 +79,32 @@ impl Compiler<'_> {
         })
     }
 
+    fn list(&self, field: &str, patterns: &Spanned<Patterns>) -> Result<Vec<String>, PolicyError> {
+        let list = patterns.value.to_vec();
+        if list.is_empty() {
+            return Err(self.error(
+                patterns.referenced,
+                format!("`{field}` is an empty list, so it could never match"),
+            ));
+        }
+        if list.iter().any(|p| p.trim().is_empty()) {
+            return Err(self.error(
+                patterns.referenced,
+                format!("`{field}` contains an empty pattern"),
+            ));
+        }
+        Ok(list)
+    }
+
     fn globs(
         &self,
         field: &str,
         patterns: &Spanned<Patterns>,
         kind: GlobKind,
     ) -> Result<(GlobSet, Vec<String>), PolicyError> {
-        let list = patterns.value.to_vec();
-        if list.is_empty() {
-            return Err(self.error(
-                patterns.referenced,
-                format!("`{field}` is an empty list, so the rule could never match"),
-            ));
-        }
+        let list = self.list(field, patterns)?;
         let mut set = GlobSetBuilder::new();
         for pattern in &list {
-            if pattern.is_empty() {
-                return Err(self.error(
-                    patterns.referenced,
-                    format!("`{field}` contains an empty pattern"),
-                ));
-            }
             set.add(self.glob(field, pattern, patterns.referenced, kind)?);
         }
         let set = set
@@ -190,188 +134,609 @@ impl Compiler<'_> {
         })
     }
 
-    fn channels(&self, patterns: &Spanned<Patterns>) -> Result<Vec<Channel>, PolicyError> {
-        let list = patterns.value.to_vec();
-        if list.is_empty() {
-            return Err(self.error(
-                patterns.referenced,
-                "`channel` is an empty list, so the rule could never match",
-            ));
+    fn regexes(
+        &self,
+        field: &str,
+        patterns: &Spanned<Patterns>,
+        out: &mut Vec<String>,
+    ) -> Result<RegexSet, PolicyError> {
+        let list = self.list(field, patterns)?;
+        for pattern in &list {
+            regex::Regex::new(pattern).map_err(|e| {
+                self.error(
+                    patterns.referenced,
+                    format!(
+                        "`{field}` {pattern:?} is not a valid regular expression: {}",
+                        regex_problem(&e)
+                    ),
+                )
+            })?;
         }
-        list.iter()
-            .map(|c| {
-                Channel::parse(&c.trim().to_ascii_lowercase()).ok_or_else(|| {
+        let set = RegexSet::new(&list)
+            .map_err(|e| self.error(patterns.referenced, format!("`{field}`: {e}")))?;
+        *out = list;
+        Ok(set)
+    }
+
+    /// Each entry of a list must be one of `allowed`.
+    fn names<T>(
+        &self,
+        field: &str,
+        patterns: &Spanned<Patterns>,
+        parse: impl Fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Result<Vec<T>, PolicyError> {
+        self.list(field, patterns)?
+            .iter()
+            .map(|v| {
+                parse(&v.trim().to_ascii_lowercase()).ok_or_else(|| {
                     self.error(
                         patterns.referenced,
-                        format!(
-                            "unknown channel {c:?} (expected exec, shell, http, mcp, llm, sdk or file)"
-                        ),
+                        format!("unknown {field} {v:?} (expected {expected})"),
                     )
                 })
             })
             .collect()
     }
 
-    fn rule(&self, raw: &Spanned<super::model::RuleFile>) -> Result<Rule, PolicyError> {
-        let r = &raw.value;
-        let id = r.id.value.trim().to_string();
-        if id.is_empty() {
-            return Err(self.error(r.id.referenced, "rule id is empty"));
+    fn zone(&self, value: &Spanned<String>) -> Result<Zone, PolicyError> {
+        Zone::parse(value.value.trim()).ok_or_else(|| {
+            self.error(
+                value.referenced,
+                format!(
+                    "unknown zone {:?} (expected safe, sensitive, commitment or irreversible)",
+                    value.value
+                ),
+            )
+        })
+    }
+
+    fn conditions(&self, m: &MatchFile) -> Result<Conditions, PolicyError> {
+        let mut c = Conditions::default();
+        let mut spec = ConditionSpec::default();
+        if let Some(p) = &m.channel {
+            let channels = self.names(
+                "channel",
+                p,
+                Channel::parse,
+                "exec, shell, http, mcp, llm, sdk or file",
+            )?;
+            spec.channel = channels.clone();
+            c.channel = Some(channels);
         }
-        let verdict = self.verdict(&r.decision, "decision")?;
-        let reason = r.reason.value.trim().to_string();
-        if reason.is_empty() {
-            return Err(self.error(
-                r.reason.referenced,
-                format!("rule {id:?} has an empty reason; every decision must explain itself"),
-            ));
-        }
-        let empty = MatchFile::default();
-        let m = r.conditions.as_ref().map_or(&empty, |c| &c.value);
-        let mut spec = RuleSpec {
-            id: id.clone(),
-            decision: verdict,
-            reason: reason.clone(),
-            channel: Vec::new(),
-            tool: Vec::new(),
-            operation: Vec::new(),
-            resource: Vec::new(),
-            command: Vec::new(),
-            host: Vec::new(),
-            args: Vec::new(),
-        };
-        let channel = m.channel.as_ref().map(|c| self.channels(c)).transpose()?;
-        if let Some(c) = &channel {
-            spec.channel = c.clone();
-        }
-        let field = |name: &str,
-                     value: &Option<Spanned<Patterns>>,
-                     kind: GlobKind,
-                     out: &mut Vec<String>|
+        let glob_field = |name: &str,
+                              value: &Option<Spanned<Patterns>>,
+                              kind: GlobKind,
+                              out: &mut Vec<String>|
          -> Result<Option<GlobSet>, PolicyError> {
-            match value {
-                None => Ok(None),
-                Some(p) => {
+            value
+                .as_ref()
+                .map(|p| {
                     let (set, list) = self.globs(name, p, kind)?;
                     *out = list;
-                    Ok(Some(set))
-                }
-            }
+                    Ok(set)
+                })
+                .transpose()
         };
-        let tool = field("tool", &m.tool, GlobKind::Text, &mut spec.tool)?;
-        let operation = field(
+        c.tool = glob_field("tool", &m.tool, GlobKind::Text, &mut spec.tool)?;
+        c.operation = glob_field(
             "operation",
             &m.operation,
             GlobKind::CaselessText,
             &mut spec.operation,
         )?;
-        let resource = field("resource", &m.resource, GlobKind::Path, &mut spec.resource)?;
-        let command = field("command", &m.command, GlobKind::Text, &mut spec.command)?;
-        let host = field("host", &m.host, GlobKind::CaselessText, &mut spec.host)?;
-
-        let mut args = Vec::new();
+        c.resource = glob_field("resource", &m.resource, GlobKind::Path, &mut spec.resource)?;
+        c.command = glob_field("command", &m.command, GlobKind::Text, &mut spec.command)?;
+        c.host = glob_field("host", &m.host, GlobKind::CaselessText, &mut spec.host)?;
+        c.tags = glob_field("tags", &m.tags, GlobKind::CaselessText, &mut spec.tags)?;
+        c.session_tags = glob_field(
+            "session_tags",
+            &m.session_tags,
+            GlobKind::CaselessText,
+            &mut spec.session_tags,
+        )?;
+        c.agent = glob_field("agent", &m.agent, GlobKind::Text, &mut spec.agent)?;
+        c.tenant = glob_field("tenant", &m.tenant, GlobKind::Text, &mut spec.tenant)?;
+        if let Some(p) = &m.resource_regex {
+            c.resource_regex = Some(self.regexes("resource_regex", p, &mut spec.resource_regex)?);
+        }
+        if let Some(p) = &m.command_regex {
+            c.command_regex = Some(self.regexes("command_regex", p, &mut spec.command_regex)?);
+        }
+        if let Some(p) = &m.egress {
+            let egress = self.names(
+                "egress",
+                p,
+                |s| match s {
+                    "internal" => Some(Egress::Internal),
+                    "external" => Some(Egress::External),
+                    _ => None,
+                },
+                "internal or external",
+            )?;
+            spec.egress = egress.clone();
+            c.egress = Some(egress);
+        }
+        if let Some(p) = &m.sensitivity {
+            let levels = self.names(
+                "sensitivity",
+                p,
+                |s| ["low", "medium", "high"].contains(&s).then(|| s.to_string()),
+                "low, medium or high",
+            )?;
+            spec.sensitivity = levels.clone();
+            c.sensitivity = Some(levels);
+        }
+        if let Some(p) = &m.facts {
+            let facts = self.names(
+                "fact",
+                p,
+                |s| FACT_NAMES.iter().find(|f| **f == s).copied(),
+                &FACT_NAMES.join(", "),
+            )?;
+            spec.facts = facts.iter().map(|f| f.to_string()).collect();
+            c.facts = Some(facts);
+        }
+        let mut zones: Option<BTreeSet<Zone>> = None;
+        if let Some(p) = &m.zone {
+            let list = self.names(
+                "zone",
+                p,
+                Zone::parse,
+                "safe, sensitive, commitment or irreversible",
+            )?;
+            zones = Some(list.into_iter().collect());
+        }
+        if let Some(least) = &m.zone_at_least {
+            let floor = self.zone(least)?;
+            let at_least: BTreeSet<Zone> = Zone::ALL.into_iter().filter(|z| *z >= floor).collect();
+            let both: BTreeSet<Zone> = match zones {
+                Some(z) => z.intersection(&at_least).copied().collect(),
+                None => at_least,
+            };
+            if both.is_empty() {
+                return Err(self.error(
+                    least.referenced,
+                    "`zone` and `zone_at_least` have no zone in common, so this could never match",
+                ));
+            }
+            zones = Some(both);
+        }
+        if let Some(z) = zones {
+            spec.zone = z.iter().copied().collect();
+            c.zone = Some(spec.zone.clone());
+        }
+        if let Some(w) = &m.warden_self {
+            spec.warden_self = w.value;
+            c.warden_self = Some(w.value);
+        }
+        let command_only = |what: &str, at: Location| -> Result<(), PolicyError> {
+            let excluded = c.channel.as_ref().is_some_and(|cs| {
+                cs.iter()
+                    .all(|ch| !matches!(ch, Channel::Exec | Channel::Shell))
+            });
+            if excluded {
+                return Err(self.error(
+                    at,
+                    format!(
+                        "`{what}` only matches exec and shell actions, but the channels exclude both, so this could never match"
+                    ),
+                ));
+            }
+            Ok(())
+        };
         if let Some(groups) = &m.args {
             if groups.value.is_empty() {
                 return Err(self.error(groups.referenced, "`args` is an empty list"));
             }
-            let only_non_command = channel.as_ref().is_some_and(|cs| {
-                cs.iter()
-                    .all(|c| !matches!(c, Channel::Exec | Channel::Shell))
-            });
-            if only_non_command {
-                return Err(self.error(
-                    groups.referenced,
-                    "`args` only matches exec and shell actions, but the rule's channels exclude both, so it could never match",
-                ));
-            }
+            command_only("args", groups.referenced)?;
             for group in &groups.value {
                 let spanned = Spanned::new(group.clone(), groups.referenced, groups.defined);
                 let (set, list) = self.globs("args", &spanned, GlobKind::Path)?;
-                args.push(set);
+                c.args.push(set);
                 spec.args.push(list);
             }
         }
+        if let Some(p) = &m.facts {
+            command_only("facts", p.referenced)?;
+        }
+        if let Some(p) = &m.command {
+            command_only("command", p.referenced)?;
+        }
+        if let Some(p) = &m.command_regex {
+            command_only("command_regex", p.referenced)?;
+        }
+        c.spec = spec;
+        Ok(c)
+    }
 
+    fn rule(&self, raw: &Spanned<RuleFile>) -> Result<Rule, PolicyError> {
+        let r = &raw.value;
+        let id = self.id(&r.id, "rule")?;
+        let verdict = self.verdict(&r.decision, "decision")?;
+        let reason = self.reason(&r.reason, &id)?;
+        let conditions = match &r.conditions {
+            Some(m) => self.conditions(&m.value)?,
+            None => Conditions::default(),
+        };
+        let mut redactions = Vec::new();
+        for item in &r.redact {
+            let pattern = item.value.pattern.value.clone();
+            regex::Regex::new(&pattern).map_err(|e| {
+                self.error(
+                    item.value.pattern.referenced,
+                    format!(
+                        "redaction pattern {pattern:?} is not a valid regular expression: {}",
+                        regex_problem(&e)
+                    ),
+                )
+            })?;
+            redactions.push(Redaction {
+                rule_id: id.clone(),
+                pattern,
+                replacement: item
+                    .value
+                    .replacement
+                    .clone()
+                    .unwrap_or_else(|| "[REDACTED]".into()),
+            });
+        }
+        match (verdict, redactions.is_empty()) {
+            (Verdict::AllowWithRedaction, true) => {
+                return Err(self.error(
+                    r.decision.referenced,
+                    format!("rule {id:?} decides allow_with_redaction but has no `redact` patterns"),
+                ));
+            }
+            (v, false) if v != Verdict::AllowWithRedaction => {
+                return Err(self.error(
+                    r.redact[0].referenced,
+                    format!("rule {id:?} has `redact` patterns but decides {v}; only allow_with_redaction redacts"),
+                ));
+            }
+            _ => {}
+        }
         Ok(Rule {
+            origin: self.origin(r.id.referenced),
             id,
             verdict,
             reason,
-            spec,
-            channel,
-            tool,
-            operation,
-            resource,
-            command,
-            host,
-            args,
+            unbreakable: r.unbreakable,
+            redactions,
+            conditions,
         })
     }
-}
 
-/// Parses and compiles a policy.
-pub(super) fn compile(source: &str, text: &str) -> Result<Policy, PolicyError> {
-    let c = Compiler { file: source };
-    if text.len() > MAX_POLICY_BYTES {
-        return Err(PolicyError {
-            file: source.to_string(),
-            line: 0,
-            column: 0,
-            message: format!(
-                "policy is {} bytes; the limit is {MAX_POLICY_BYTES}",
-                text.len()
-            ),
-        });
-    }
-    let file: PolicyFile = serde_saphyr::from_str(text).map_err(|e| {
-        let at = e.location();
-        PolicyError {
-            file: source.to_string(),
-            line: at.map_or(0, |l| l.line()),
-            column: at.map_or(0, |l| l.column()),
-            message: first_line(&e.without_snippet().to_string()),
+    fn trigger(&self, raw: &Spanned<TriggerFile>) -> Result<Trigger, PolicyError> {
+        let t = &raw.value;
+        let id = self.id(&t.id, "zone trigger")?;
+        let zone = self.zone(&t.zone)?;
+        if zone == Zone::Safe {
+            return Err(self.error(
+                t.zone.referenced,
+                format!("zone trigger {id:?} escalates to safe, the lowest zone, so it could never change a session"),
+            ));
         }
-    })?;
-    if file.version.value != 1 {
-        return Err(c.error(
-            file.version.referenced,
-            format!(
-                "unsupported policy version {} (this wardend reads version 1)",
-                file.version.value
-            ),
-        ));
+        let reason = self.reason(&t.reason, &id)?;
+        let watch = match (&t.on_action, &t.on_result) {
+            (Some(m), None) => Watch::Action(self.conditions(&m.value)?),
+            (None, Some(r)) => Watch::Result(self.result_conditions(&r.value, r.referenced)?),
+            _ => {
+                return Err(self.error(
+                    raw.referenced,
+                    format!("zone trigger {id:?} needs exactly one of `on_action` and `on_result`"),
+                ));
+            }
+        };
+        Ok(Trigger {
+            origin: self.origin(t.id.referenced),
+            id,
+            zone,
+            reason,
+            watch,
+        })
     }
-    let default = c.verdict(&file.default, "default decision")?;
-    if default == Verdict::AllowWithRedaction {
-        return Err(c.error(
-            file.default.referenced,
-            "the default decision must be allow, deny or require_approval (redaction needs a rule that names its patterns)",
-        ));
+
+    fn result_conditions(
+        &self,
+        m: &ResultMatchFile,
+        at: Location,
+    ) -> Result<ResultConditions, PolicyError> {
+        let mut spec = ResultSpec::default();
+        let mut tags = None;
+        if let Some(p) = &m.tags {
+            let (set, list) = self.globs("tags", p, GlobKind::CaselessText)?;
+            tags = Some(set);
+            spec.tags = list.iter().map(|t| t.to_ascii_lowercase()).collect();
+        }
+        if let Some(p) = &m.sensitivity {
+            spec.sensitivity = self.names(
+                "sensitivity",
+                p,
+                |s| ["low", "medium", "high"].contains(&s).then(|| s.to_string()),
+                "low, medium or high",
+            )?;
+        }
+        if let Some(p) = &m.egress {
+            spec.egress = self.names(
+                "egress",
+                p,
+                |s| ["internal", "external"].contains(&s).then(|| s.to_string()),
+                "internal or external",
+            )?;
+        }
+        spec.bytes_over = m.bytes_over.as_ref().map(|v| v.value);
+        spec.rows_over = m.rows_over.as_ref().map(|v| v.value);
+        spec.session_bytes_over = m.session_bytes_over.as_ref().map(|v| v.value);
+        spec.session_rows_over = m.session_rows_over.as_ref().map(|v| v.value);
+        let any = tags.is_some()
+            || !spec.sensitivity.is_empty()
+            || !spec.egress.is_empty()
+            || spec.bytes_over.is_some()
+            || spec.rows_over.is_some()
+            || spec.session_bytes_over.is_some()
+            || spec.session_rows_over.is_some();
+        if !any {
+            return Err(self.error(
+                at,
+                "`on_result` has no condition; it would escalate on every report",
+            ));
+        }
+        Ok(ResultConditions { spec, tags })
     }
-    let mut seen: HashMap<String, Location> = HashMap::new();
-    let mut rules = Vec::with_capacity(file.rules.len());
-    for raw in &file.rules {
-        let rule = c.rule(raw)?;
-        if let Some(first) = seen.get(&rule.id) {
-            return Err(c.error(
-                raw.value.id.referenced,
+
+    fn id(&self, value: &Spanned<String>, what: &str) -> Result<String, PolicyError> {
+        let id = value.value.trim();
+        if id.is_empty() {
+            return Err(self.error(value.referenced, format!("{what} id is empty")));
+        }
+        if id.contains('/') || id.chars().any(char::is_whitespace) {
+            return Err(self.error(
+                value.referenced,
+                format!("{what} id {id:?} may not contain `/` or spaces (`/` separates profile names)"),
+            ));
+        }
+        Ok(format!("{}{id}", self.prefix))
+    }
+
+    fn reason(&self, value: &Spanned<String>, id: &str) -> Result<String, PolicyError> {
+        let reason = value.value.trim();
+        if reason.is_empty() {
+            return Err(self.error(
+                value.referenced,
+                format!("{id:?} has an empty reason; every decision must explain itself"),
+            ));
+        }
+        Ok(reason.to_string())
+    }
+
+    /// Parses one file and compiles its own rules and triggers; returns the profiles it
+    /// names, with their locations.
+    fn part(&self, text: &str) -> Result<(Part, Vec<Spanned<String>>), PolicyError> {
+        if text.len() > MAX_POLICY_BYTES {
+            return Err(self.error(
+                Location::UNKNOWN,
                 format!(
-                    "duplicate rule id {:?} (first defined at line {})",
-                    rule.id,
-                    first.line()
+                    "policy is {} bytes; the limit is {MAX_POLICY_BYTES}",
+                    text.len()
                 ),
             ));
         }
-        seen.insert(rule.id.clone(), raw.value.id.referenced);
-        rules.push(rule);
+        let file: PolicyFile = serde_saphyr::from_str(text).map_err(|e| {
+            let at = e.location();
+            PolicyError {
+                file: self.file.to_string(),
+                line: at.map_or(0, |l| l.line()),
+                column: at.map_or(0, |l| l.column()),
+                message: first_line(&e.without_snippet().to_string()),
+            }
+        })?;
+        if file.version.value != 1 {
+            return Err(self.error(
+                file.version.referenced,
+                format!(
+                    "unsupported policy version {} (this wardend reads version 1)",
+                    file.version.value
+                ),
+            ));
+        }
+        let default = match &file.default {
+            Some(d) => {
+                let v = self.verdict(d, "default decision")?;
+                if v == Verdict::AllowWithRedaction {
+                    return Err(self.error(
+                        d.referenced,
+                        "the default decision must be allow, deny or require_approval (redaction needs a rule that names its patterns)",
+                    ));
+                }
+                Some((v, d.referenced, self.file.to_string()))
+            }
+            None => None,
+        };
+        let mut internal_hosts = Vec::new();
+        if let Some(p) = &file.internal_hosts {
+            let _ = self.globs("internal_hosts", p, GlobKind::CaselessText)?;
+            internal_hosts = self.list("internal_hosts", p)?;
+        }
+        let mut idle_timeout_us = None;
+        if let Some(s) = &file.sessions
+            && let Some(t) = &s.value.idle_timeout
+        {
+            idle_timeout_us = Some(
+                crate::duration::parse_us(&t.value)
+                    .map_err(|e| self.error(t.referenced, format!("`idle_timeout`: {e}")))?,
+            );
+        }
+        let rules = file
+            .rules
+            .iter()
+            .map(|r| self.rule(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let triggers = file
+            .zone_triggers
+            .iter()
+            .map(|t| self.trigger(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((
+            Part {
+                name: file.name.clone(),
+                default,
+                rules,
+                triggers,
+                internal_hosts,
+                idle_timeout_us,
+            },
+            file.profiles.clone(),
+        ))
     }
+}
+
+/// Parses and compiles a policy and every profile it names.
+pub(super) fn compile(source: &str, text: &str) -> Result<Policy, PolicyError> {
+    let top = Compiler {
+        file: source,
+        prefix: String::new(),
+    };
+    let (main, named) = top.part(text)?;
+    if main.default.is_none() && named.is_empty() {
+        return Err(top.error(
+            Location::UNKNOWN,
+            "missing field `default` (a policy without profiles must say what happens when no rule matches)",
+        ));
+    }
+    let mut parts = vec![main];
+    let mut included: Vec<String> = Vec::new();
+    let mut queue: Vec<(Spanned<String>, String, usize)> = named
+        .into_iter()
+        .map(|n| (n, source.to_string(), 0))
+        .collect();
+    while let Some((name, from, depth)) = queue.pop() {
+        let wanted = name.value.trim().to_string();
+        let Some(text) = profiles::text(&wanted) else {
+            return Err(PolicyError {
+                file: from,
+                line: name.referenced.line(),
+                column: name.referenced.column(),
+                message: format!(
+                    "unknown profile {wanted:?} (built-in profiles: {})",
+                    profiles::names().join(", ")
+                ),
+            });
+        };
+        if included.contains(&wanted) {
+            continue;
+        }
+        if depth >= MAX_PROFILE_DEPTH {
+            return Err(PolicyError {
+                file: from,
+                line: name.referenced.line(),
+                column: name.referenced.column(),
+                message: format!("profile {wanted:?} is nested more than {MAX_PROFILE_DEPTH} deep"),
+            });
+        }
+        included.push(wanted.clone());
+        let file = format!("profile {wanted}");
+        let c = Compiler {
+            file: &file,
+            prefix: format!("{wanted}/"),
+        };
+        let (part, more) = c.part(text)?;
+        queue.extend(more.into_iter().map(|n| (n, file.clone(), depth + 1)));
+        parts.push(part);
+    }
+    merge(source, text, parts, included)
+}
+
+/// Union of the parts: rules and triggers concatenated (ids must stay unique), the most
+/// restrictive default, every internal host, the shortest idle timeout.
+fn merge(
+    source: &str,
+    text: &str,
+    parts: Vec<Part>,
+    mut profiles: Vec<String>,
+) -> Result<Policy, PolicyError> {
+    let name = parts
+        .first()
+        .and_then(|p| p.name.clone())
+        .unwrap_or_else(|| "unnamed".into());
+    let mut default = Verdict::Allow;
+    let mut rules = Vec::new();
+    let mut triggers = Vec::new();
+    let mut internal = Vec::new();
+    let mut idle: Option<i64> = None;
+    let mut seen: HashMap<String, Origin> = HashMap::new();
+    for part in parts {
+        if let Some((v, _, _)) = part.default {
+            default = default.max(v);
+        }
+        for rule in part.rules {
+            unique(&mut seen, "rule", &rule.id, &rule.origin)?;
+            rules.push(rule);
+        }
+        for t in part.triggers {
+            unique(&mut seen, "zone trigger", &t.id, &t.origin)?;
+            triggers.push(t);
+        }
+        internal.extend(part.internal_hosts);
+        idle = match (idle, part.idle_timeout_us) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    internal.sort();
+    internal.dedup();
+    profiles.sort();
+    let mut hosts = GlobSetBuilder::new();
+    for h in &internal {
+        let glob = GlobBuilder::new(h)
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| PolicyError {
+                file: source.into(),
+                line: 0,
+                column: 0,
+                message: format!("`internal_hosts` pattern {h:?}: {e}"),
+            })?;
+        hosts.add(glob);
+    }
+    let internal_set = hosts.build().map_err(|e| PolicyError {
+        file: source.into(),
+        line: 0,
+        column: 0,
+        message: format!("`internal_hosts`: {e}"),
+    })?;
+    let version = canonical_version(default, &profiles, &internal, idle, &rules, &triggers);
     Ok(Policy {
-        version: canonical_version(default, &rules),
-        name: file.name.unwrap_or_else(|| "unnamed".into()),
+        version,
+        name,
         source: source.to_string(),
         text: text.to_string(),
         default,
+        profiles,
         rules,
+        triggers,
+        internal_hosts: internal_set,
+        internal_host_patterns: internal,
+        idle_timeout_us: idle,
     })
+}
+
+fn unique(
+    seen: &mut HashMap<String, Origin>,
+    what: &str,
+    id: &str,
+    origin: &Origin,
+) -> Result<(), PolicyError> {
+    if let Some(first) = seen.get(&format!("{what} {id}")) {
+        return Err(PolicyError {
+            file: origin.file.clone(),
+            line: origin.line,
+            column: origin.column,
+            message: format!("duplicate {what} id {id:?} (first defined at {first})"),
+        });
+    }
+    seen.insert(format!("{what} {id}"), origin.clone());
+    Ok(())
 }
 
 /// serde-saphyr messages may carry a location suffix or several lines; the policy error
@@ -382,4 +747,15 @@ fn first_line(message: &str) -> String {
         Some(i) if line[i..].contains(", column ") => line[..i].trim_end().to_string(),
         _ => line.to_string(),
     }
+}
+
+/// The last line of a regex error says what is wrong; the rest repeats the pattern.
+fn regex_problem(e: &regex::Error) -> String {
+    e.to_string()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string()
 }

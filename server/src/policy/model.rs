@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-/// Top level of a policy file.
+/// Top level of a policy file (and of a built-in profile, which has the same shape).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PolicyFile {
@@ -16,10 +16,35 @@ pub(super) struct PolicyFile {
     /// For readers of the file; not used by the engine.
     #[serde(default, rename = "description")]
     pub(super) _description: Option<String>,
-    /// Decision when no rule matches: allow, deny or require_approval.
-    pub(super) default: Spanned<String>,
+    /// Decision when no rule matches: allow, deny or require_approval. Optional when the
+    /// file uses profiles (the most restrictive of all defaults applies).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) default: Option<Spanned<String>>,
+    /// Built-in profiles whose rules and triggers are added to this file's.
+    #[serde(default)]
+    pub(super) profiles: Vec<Spanned<String>>,
+    /// Host globs that count as internal in addition to private addresses and
+    /// cluster-local names.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) internal_hosts: Option<Spanned<Patterns>>,
+    /// Session settings.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) sessions: Option<Spanned<SessionsFile>>,
+    /// Observations that escalate a session's zone.
+    #[serde(default)]
+    pub(super) zone_triggers: Vec<Spanned<TriggerFile>>,
     #[serde(default)]
     pub(super) rules: Vec<Spanned<RuleFile>>,
+}
+
+/// `sessions:` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SessionsFile {
+    /// A session idle longer than this (e.g. `30m`, `8h`) has ended; actions in it are
+    /// refused and the agent must open a new one.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) idle_timeout: Option<Spanned<String>>,
 }
 
 /// One rule as written.
@@ -33,12 +58,75 @@ pub(super) struct RuleFile {
     /// Longer explanation for readers of the file; not used by the engine.
     #[serde(default, rename = "description")]
     pub(super) _description: Option<String>,
+    /// A break-glass grant never overrides this rule.
+    #[serde(default)]
+    pub(super) unbreakable: bool,
+    /// For `allow_with_redaction`: what the interceptor must redact.
+    #[serde(default)]
+    pub(super) redact: Vec<Spanned<RedactFile>>,
     /// Conditions; every one given must hold. A rule without `match` matches everything.
     #[serde(default, rename = "match")]
     pub(super) conditions: Option<Spanned<MatchFile>>,
 }
 
-/// The conditions of a rule. Each takes one pattern or a list (any of them may match).
+/// One redaction of an `allow_with_redaction` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RedactFile {
+    /// Regular expression (RE2 syntax) whose matches are replaced.
+    pub(super) pattern: Spanned<String>,
+    /// Replacement text; `[REDACTED]` when omitted.
+    #[serde(default)]
+    pub(super) replacement: Option<String>,
+}
+
+/// One zone trigger as written: exactly one of `on_action` and `on_result`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TriggerFile {
+    pub(super) id: Spanned<String>,
+    /// Zone the session escalates to (never lowered).
+    pub(super) zone: Spanned<String>,
+    pub(super) reason: Spanned<String>,
+    #[serde(default, rename = "description")]
+    pub(super) _description: Option<String>,
+    /// Fires when an action matching these conditions is evaluated (attempted).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) on_action: Option<Spanned<MatchFile>>,
+    /// Fires when a reported result matches.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) on_result: Option<Spanned<ResultMatchFile>>,
+}
+
+/// Conditions over a reported result (ResultMeta) and the session's totals after it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResultMatchFile {
+    /// Any of these tags on the result (globs).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) tags: Option<Spanned<Patterns>>,
+    /// The result's sensitivity is one of these (low, medium, high).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) sensitivity: Option<Spanned<Patterns>>,
+    /// The result's egress (internal, external).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) egress: Option<Spanned<Patterns>>,
+    /// This one result carried more than N bytes.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) bytes_over: Option<Spanned<u64>>,
+    /// This one result carried more than N rows.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) rows_over: Option<Spanned<u64>>,
+    /// The session has read more than N bytes in all.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) session_bytes_over: Option<Spanned<u64>>,
+    /// The session has read more than N rows in all.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) session_rows_over: Option<Spanned<u64>>,
+}
+
+/// The conditions of a rule or action trigger. List-valued conditions take one pattern or
+/// a list (any of them may match); every condition given must hold.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MatchFile {
@@ -51,20 +139,56 @@ pub(super) struct MatchFile {
     /// Path or URL globs. For exec and shell actions, path arguments count too.
     #[serde(default, deserialize_with = "present")]
     pub(super) resource: Option<Spanned<Patterns>>,
+    /// Regular expressions over the resource (and, for commands, the arguments).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) resource_regex: Option<Spanned<Patterns>>,
     /// Globs over the whole normalized command line.
     #[serde(default, deserialize_with = "present")]
     pub(super) command: Option<Spanned<Patterns>>,
-    /// Globs over the destination host of URL resources.
+    /// Regular expressions over the whole normalized command line.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) command_regex: Option<Spanned<Patterns>>,
+    /// Globs over the destination host (URL resources, network destinations of commands).
     #[serde(default, deserialize_with = "present")]
     pub(super) host: Option<Spanned<Patterns>>,
+    /// internal or external.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) egress: Option<Spanned<Patterns>>,
+    /// The action's declared sensitivity (attribute `sensitivity`): low, medium, high.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) sensitivity: Option<Spanned<Patterns>>,
+    /// Globs over the action's declared tags (attribute `tags`, comma-separated).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) tags: Option<Spanned<Patterns>>,
+    /// Globs over the tags the session's reported results have carried so far.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) session_tags: Option<Spanned<Patterns>>,
+    /// The session's zone is one of these.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) zone: Option<Spanned<Patterns>>,
+    /// The session's zone is this one or higher.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) zone_at_least: Option<Spanned<String>>,
+    /// Globs over the agent name.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) agent: Option<Spanned<Patterns>>,
+    /// Globs over the tenant name.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) tenant: Option<Spanned<Patterns>>,
+    /// Command-analyzer facts; any of them must hold.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) facts: Option<Spanned<Patterns>>,
     /// Argument groups: each group needs at least one argument matching one of its globs
     /// (path-style globs: `*` stops at `/`).
     #[serde(default, deserialize_with = "present")]
     pub(super) args: Option<Spanned<Vec<Patterns>>>,
+    /// The action touches Warden itself: its binaries, policy, database or credentials.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) warden_self: Option<Spanned<bool>>,
 }
 
-/// A condition that is written must have a value: `tool: ~` (null) is an error rather
-/// than a silently dropped condition (which would widen the rule to every action).
+/// A value that is written must be present: `tool: ~` (null) is an error rather than a
+/// silently dropped condition (which would widen the rule to every action).
 fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,

@@ -102,6 +102,7 @@ rules:
   - id: redact-env
     decision: allow_with_redaction
     reason: env output holds secrets
+    redact: [{ pattern: "TOKEN=.*" }]
     match: { tool: env }
 "#,
     )
@@ -269,7 +270,7 @@ fn invalid_policies_are_rejected_with_their_position() {
         (
             "  - id: a\n    decision: deny\n    reason: r\n  - id: a\n    decision: allow\n    reason: r\n",
             (7, 9),
-            "duplicate rule id \"a\" (first defined at line 4)",
+            "duplicate rule id \"a\" (first defined at p.yaml:4:9)",
         ),
     ];
     for (rules, (line, column), words) in rule_cases {

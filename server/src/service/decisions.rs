@@ -4,7 +4,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 use warden_proto::v1::{
     AuditRef, Decision, EvaluateRequest, EvaluateResponse, ReportRequest, ReportResponse,
-    ResultMeta, Zone, decisions_server::Decisions,
+    ResultMeta, decisions_server::Decisions,
 };
 
 use super::{Shared, now_us};
@@ -12,11 +12,8 @@ use crate::audit::{KIND_EVALUATE, KIND_REPORT, RecordBody};
 use crate::error::ApiError;
 use crate::normalize::{self, NormalizedAction};
 use crate::redact;
-
-/// Zone reported until session state lands (the policy-language issue): every session
-/// is in the safe zone, which is what a session without escalation triggers is.
-const ZONE: Zone = Zone::Safe;
-const ZONE_NAME: &str = "safe";
+use crate::session::{self, Escalation, Observation, SessionState, Zone};
+use crate::store::SessionKey;
 
 /// Most tags a report may carry, and the longest tag.
 const MAX_TAGS: usize = 256;
@@ -34,31 +31,57 @@ impl DecisionsService {
     async fn evaluate(&self, req: EvaluateRequest) -> Result<Decision, ApiError> {
         // 1. Normalize once; nothing after this is sloppy.
         let action = normalize::normalize(req.action.as_ref())?;
-        // 2. Decide on a snapshot of the live policy.
+        // 2. Snapshot the live policy: this request finishes on it even if a reload lands.
         let policy = self.shared.policy.current();
-        let outcome = policy.evaluate(&action);
-        // 3. Audit; the decision exists only once its record is committed.
+        // 3. Under the session's lock: load its state, decide, store the next state.
+        //    Zone triggers fire before the rules, so the action is judged in the zone it
+        //    brings the session into.
+        let now = now_us();
+        let guard = &self.shared.guard;
+        let judgement = self
+            .shared
+            .store
+            .session_step(&session_key(&action), |stored| {
+                let state = live_session(stored, &policy, now)?;
+                let j = session::judge(&policy, guard, &state, &action, now);
+                Ok::<_, ApiError>((j.next.clone(), j))
+            })
+            .await?;
+        let outcome = judgement.outcome;
+        let zone = judgement.next.zone;
+        let reason = explain(&outcome.reason, &judgement.escalations);
+        // 4. Audit; the decision exists only once its record is committed.
         let body = RecordBody {
-            time_us: now_us(),
+            time_us: now,
             kind: KIND_EVALUATE.into(),
             verdict: outcome.verdict.as_str().into(),
             rule_ids: outcome.matched_rules.clone(),
-            reason: outcome.reason.clone(),
+            reason: reason.clone(),
             policy_version: policy.version().into(),
+            zone: zone.as_str().into(),
             ..identity_body(&action)
         };
         let committed = self.shared.audit.append(body).await?;
-        // 4. Answer.
+        // 5. Answer.
         Ok(Decision {
             verdict: outcome.verdict.to_proto().into(),
             matched_rules: outcome.matched_rules,
-            reason: outcome.reason,
+            reason,
             policy_version: policy.version().into(),
-            zone: ZONE.into(),
+            zone: zone.to_proto().into(),
             id: Some(AuditRef {
                 seq: committed.seq,
                 hash: committed.hash,
             }),
+            redactions: outcome
+                .redactions
+                .into_iter()
+                .map(|r| warden_proto::v1::Redaction {
+                    rule_id: r.rule_id,
+                    pattern: r.pattern,
+                    replacement: r.replacement,
+                })
+                .collect(),
             ..Default::default()
         })
     }
@@ -69,14 +92,28 @@ impl DecisionsService {
             .result
             .as_ref()
             .ok_or_else(|| ApiError::BadRequest("result: is required".into()))?;
-        let result_json = result_json(result)?;
+        let (result_json, observation) = result_json(result)?;
         let policy = self.shared.policy.current();
+        let now = now_us();
+        let (zone, escalations) = self
+            .shared
+            .store
+            .session_step(&session_key(&action), |stored| {
+                // A result still counts after the session ended: what was read was read.
+                let state = stored.unwrap_or_else(|| SessionState::new(now));
+                let (next, fired) = session::observe(&policy, &state, &observation, now);
+                let zone = next.zone;
+                Ok::<_, ApiError>((next, (zone, fired)))
+            })
+            .await?;
         let body = RecordBody {
-            time_us: now_us(),
+            time_us: now,
             kind: KIND_REPORT.into(),
             policy_version: policy.version().into(),
             result: result_json,
             decision_seq: req.decision_seq,
+            zone: zone.as_str().into(),
+            reason: explain("", &escalations),
             ..identity_body(&action)
         };
         let committed = self.shared.audit.append(body).await?;
@@ -85,9 +122,48 @@ impl DecisionsService {
                 seq: committed.seq,
                 hash: committed.hash,
             }),
-            zone: ZONE.into(),
+            zone: zone.to_proto().into(),
         })
     }
+}
+
+/// The session an action belongs to.
+pub(super) fn session_key(action: &NormalizedAction) -> SessionKey {
+    SessionKey {
+        tenant: action.tenant.clone(),
+        agent: action.agent.clone(),
+        session: action.session.clone(),
+    }
+}
+
+/// The stored session, or a new one; an ended session takes no more actions.
+fn live_session(
+    stored: Option<SessionState>,
+    policy: &crate::policy::Policy,
+    now: i64,
+) -> Result<SessionState, ApiError> {
+    match stored {
+        None => Ok(SessionState::new(now)),
+        Some(s) => match s.ended(policy, now) {
+            Some(why) => Err(ApiError::SessionEnded(why)),
+            None => Ok(s),
+        },
+    }
+}
+
+/// The verdict's reason, followed by any zone escalation the action caused.
+fn explain(reason: &str, escalations: &[Escalation]) -> String {
+    let mut out = reason.to_string();
+    for e in escalations {
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(&format!(
+            "session escalated to {} by {} ({})",
+            e.zone, e.trigger, e.reason
+        ));
+    }
+    out
 }
 
 /// The record fields every kind shares, taken from the normalized action.
@@ -104,7 +180,7 @@ fn identity_body(action: &NormalizedAction) -> RecordBody {
         rule_ids: Vec::new(),
         reason: String::new(),
         policy_version: String::new(),
-        zone: ZONE_NAME.into(),
+        zone: Zone::Safe.as_str().into(),
         approval_id: String::new(),
         break_glass_id: String::new(),
         result: String::new(),
@@ -112,8 +188,8 @@ fn identity_body(action: &NormalizedAction) -> RecordBody {
     }
 }
 
-/// ResultMeta as canonical JSON, after validation.
-fn result_json(r: &ResultMeta) -> Result<String, ApiError> {
+/// ResultMeta as canonical JSON, after validation, and as the zone triggers see it.
+fn result_json(r: &ResultMeta) -> Result<(String, Observation), ApiError> {
     if r.tags.len() > MAX_TAGS {
         return Err(ApiError::BadRequest(format!(
             "result.tags: has {} entries; the limit is {MAX_TAGS}",
@@ -191,8 +267,16 @@ fn result_json(r: &ResultMeta) -> Result<String, ApiError> {
         stderr_bytes: r.stderr_bytes,
         error: redact::redact(&r.error),
     };
-    serde_json::to_string(&canonical)
-        .map_err(|e| ApiError::BadRequest(format!("result: cannot be encoded: {e}")))
+    let json = serde_json::to_string(&canonical)
+        .map_err(|e| ApiError::BadRequest(format!("result: cannot be encoded: {e}")))?;
+    let observation = Observation {
+        sensitivity: sensitivity.into(),
+        tags: canonical.tags,
+        rows: r.rows,
+        bytes: r.bytes,
+        egress: egress.into(),
+    };
+    Ok((json, observation))
 }
 
 #[tonic::async_trait]
