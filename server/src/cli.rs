@@ -37,6 +37,8 @@ pub enum Command {
     /// Work with policy files offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run multi-step scenario files against a policy; exit 1 on any mismatch.
+    Check(CheckArgs),
     /// Measure the daemon.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -65,6 +67,20 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "WARDEN_DRAIN_TIMEOUT", default_value_t = 10)]
     pub drain_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy file to check. Default: the built-in default policy. A scenario that
+    /// names a `profile` runs under that profile instead.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Scenario files or globs (quote globs: 'policies/scenarios/*.yaml').
+    #[arg(long = "scenario", required = true)]
+    pub scenarios: Vec<String>,
+    /// Also write a JUnit XML report here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(cmd) => audit_command(cmd).await,
+        Command::Check(args) => check_command(args),
         Command::Policy(PolicyCommand::Validate { file }) => match Policy::from_file(&file) {
             Ok(policy) => {
                 println!(
@@ -152,6 +169,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Opens a database that must already hold Warden's schema (offline tools never create
 /// or migrate one behind the operator's back).
+fn check_command(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let policy = match server::load_policy(args.policy.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let files = match crate::check::expand_globs(&args.scenarios) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("wardend check: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let results = crate::check::run_files(&policy, &files);
+    print!("{}", crate::check::report(&results));
+    if let Some(path) = &args.junit {
+        std::fs::write(path, crate::check::junit(&results))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if results.iter().all(|r| r.passed()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 async fn open_existing(db: &str) -> anyhow::Result<Store> {
     let store = Store::connect(db).await?;
     store.audit_head().await.with_context(|| {
@@ -282,6 +327,8 @@ fn timeline_line(row: &AuditRow) -> String {
             b.decision_seq,
             facts.join(" ")
         )
+    } else if b.kind != audit::KIND_EVALUATE {
+        format!("{when}  #{:<6} {:<9} zone={}", row.seq, b.kind, b.zone)
     } else {
         let rules = if b.rule_ids.is_empty() {
             "default".to_string()

@@ -45,10 +45,6 @@ pub(crate) enum ApiError {
     SessionEnded(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    PermissionDenied(String),
 }
 
 impl From<ApiError> for Status {
@@ -71,8 +67,6 @@ impl From<ApiError> for Status {
             )),
             ApiError::SessionEnded(m) => Status::failed_precondition(m),
             ApiError::NotFound(m) => Status::not_found(m),
-            ApiError::Conflict(m) => Status::already_exists(m),
-            ApiError::PermissionDenied(m) => Status::permission_denied(m),
         }
     }
 }

@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 
 use crate::normalize::{Egress, NormalizedAction};
 use crate::session::{Escalation, Observation, SessionState, Zone};
-pub use conditions::Subject;
 use conditions::Conditions;
+pub use conditions::Subject;
 pub use profiles::{PROFILES, ProfileInfo};
 pub use selfguard::SelfGuard;
 use triggers::Trigger;

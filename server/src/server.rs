@@ -82,7 +82,11 @@ fn self_files(config: &ServeConfig) -> Vec<PathBuf> {
     if let Some(policy) = &config.policy {
         files.push(policy.clone());
     }
-    if let Some(path) = config.db.strip_prefix("sqlite://").or(config.db.strip_prefix("sqlite:")) {
+    if let Some(path) = config
+        .db
+        .strip_prefix("sqlite://")
+        .or(config.db.strip_prefix("sqlite:"))
+    {
         files.push(PathBuf::from(path.split('?').next().unwrap_or(path)));
     }
     files

@@ -197,4 +197,3 @@ pub fn observe(
     }
     (next, escalations)
 }
-

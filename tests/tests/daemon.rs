@@ -27,7 +27,7 @@ async fn decisions_are_audited_before_they_return(kind: Backend) {
     assert_eq!(denied.verdict(), Verdict::Deny);
     assert_eq!(
         denied.matched_rules,
-        vec!["deny-recursive-delete-of-root-or-home"]
+        vec!["baseline/deny-recursive-delete-of-root-or-home"]
     );
 
     let shadow = evaluate(
@@ -66,7 +66,7 @@ async fn decisions_are_audited_before_they_return(kind: Backend) {
     assert_eq!(records[1].verdict, "deny");
     assert_eq!(
         records[1].rule_ids,
-        vec!["deny-recursive-delete-of-root-or-home"]
+        vec!["baseline/deny-recursive-delete-of-root-or-home"]
     );
     assert_eq!(records[1].agent, "test-agent");
     assert_eq!(records[2].agent, "default");

@@ -35,14 +35,33 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn every_policy_file_compiles() {
-    let files = yaml_files(&repo().join("policies"));
+    // Scenario files are not policies; `sessions.rs` runs them through `wardend check`.
+    let files: Vec<_> = yaml_files(&repo().join("policies"))
+        .into_iter()
+        .filter(|f| !f.starts_with(repo().join("policies/scenarios")))
+        .collect();
     assert!(
         files.iter().any(|f| f.ends_with("default.yaml")),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("profiles/enterprise-safe.yaml")),
         "{files:?}"
     );
     for file in files {
         let policy = Policy::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
         assert!(policy.rule_count() > 0, "{} has no rules", file.display());
+    }
+}
+
+#[test]
+fn every_built_in_profile_is_its_file_in_policies() {
+    for profile in warden_server::policy::PROFILES {
+        let path = repo().join(format!("policies/profiles/{}.yaml", profile.name));
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(on_disk, profile.yaml, "{}", path.display());
     }
 }
 

@@ -29,12 +29,18 @@ const INTERPRETERS: &[&str] = &[
 ];
 const DOWNLOADERS: &[&str] = &["curl", "wget", "fetch", "aria2c", "http", "xh"];
 const NETWORK_TOOLS: &[&str] = &[
-    "curl", "wget", "fetch", "aria2c", "http", "xh", "scp", "sftp", "rsync", "ssh", "nc",
-    "ncat", "netcat", "socat", "telnet", "ftp",
+    "curl", "wget", "fetch", "aria2c", "http", "xh", "scp", "sftp", "rsync", "ssh", "nc", "ncat",
+    "netcat", "socat", "telnet", "ftp",
 ];
 /// Environment variable name fragments that mark a secret.
 const SECRET_NAMES: &[&str] = &[
-    "KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH",
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "CREDENTIAL",
+    "AUTH",
 ];
 /// How deep `bash -c "…"` payloads are followed.
 const MAX_DEPTH: usize = 4;
@@ -74,7 +80,9 @@ fn walk(line: &str, depth: usize, out: &mut CommandFacts) {
         let facts = command::facts(&argv, "");
         let program = facts.program.as_str();
         if *op == "|"
-            && previous.as_deref().is_some_and(|p| DOWNLOADERS.contains(&p))
+            && previous
+                .as_deref()
+                .is_some_and(|p| DOWNLOADERS.contains(&p))
             && (SHELLS.contains(&program) || INTERPRETERS.contains(&base(program)))
         {
             out.facts.insert("download_piped_to_interpreter");
@@ -169,12 +177,12 @@ fn hosts(program: &str, args: &[String], out: &mut CommandFacts) {
         "ssh" | "nc" | "ncat" | "netcat" | "telnet" | "ftp" => {
             // Options that take a value (ssh's -p 22, nc's -w 3, ...).
             const VALUED: &[&str] = &[
-                "-p", "-i", "-l", "-o", "-F", "-J", "-L", "-R", "-D", "-b", "-c", "-E", "-e",
-                "-m", "-O", "-Q", "-S", "-W", "-w", "-s", "-q", "-x",
+                "-p", "-i", "-l", "-o", "-F", "-J", "-L", "-R", "-D", "-b", "-c", "-E", "-e", "-m",
+                "-O", "-Q", "-S", "-W", "-w", "-s", "-q", "-x",
             ];
             let mut operands = args.iter().enumerate().filter(|(i, a)| {
-                !a.starts_with('-')
-                    && !(*i > 0 && VALUED.contains(&args[i - 1].as_str()))
+                let value_of_option = *i > 0 && VALUED.contains(&args[i - 1].as_str());
+                !a.starts_with('-') && !value_of_option
             });
             if let Some((_, first)) = operands.next() {
                 let host = first.rsplit_once('@').map_or(first.as_str(), |(_, h)| h);
@@ -232,7 +240,8 @@ fn segments(line: &str) -> Vec<(&'static str, String)> {
             current.push(c);
             if c == q {
                 quote = None;
-            } else if c == '\\' && q == '"'
+            } else if c == '\\'
+                && q == '"'
                 && let Some(n) = chars.next()
             {
                 current.push(n);
@@ -329,7 +338,13 @@ mod tests {
 
     #[test]
     fn finds_env_dumps_and_secret_references() {
-        for line in ["printenv", "env", "cat /proc/self/environ", "export -p", "set"] {
+        for line in [
+            "printenv",
+            "env",
+            "cat /proc/self/environ",
+            "export -p",
+            "set",
+        ] {
             assert!(facts(line).contains(&"env_dump"), "{line}");
         }
         assert!(!facts("env FOO=1 make").contains(&"env_dump"));

@@ -11,9 +11,7 @@ use serde_saphyr::{Location, Spanned};
 use super::conditions::{ConditionSpec, Conditions};
 use super::model::{MatchFile, Patterns, PolicyFile, ResultMatchFile, RuleFile, TriggerFile};
 use super::triggers::{ResultConditions, ResultSpec, Trigger, Watch};
-use super::{
-    Origin, Policy, PolicyError, Redaction, Rule, Verdict, canonical_version, profiles,
-};
+use super::{Origin, Policy, PolicyError, Redaction, Rule, Verdict, canonical_version, profiles};
 use crate::normalize::{Channel, Egress, FACT_NAMES};
 use crate::session::Zone;
 
@@ -205,9 +203,9 @@ impl Compiler<'_> {
             c.channel = Some(channels);
         }
         let glob_field = |name: &str,
-                              value: &Option<Spanned<Patterns>>,
-                              kind: GlobKind,
-                              out: &mut Vec<String>|
+                          value: &Option<Spanned<Patterns>>,
+                          kind: GlobKind,
+                          out: &mut Vec<String>|
          -> Result<Option<GlobSet>, PolicyError> {
             value
                 .as_ref()
@@ -261,7 +259,11 @@ impl Compiler<'_> {
             let levels = self.names(
                 "sensitivity",
                 p,
-                |s| ["low", "medium", "high"].contains(&s).then(|| s.to_string()),
+                |s| {
+                    ["low", "medium", "high"]
+                        .contains(&s)
+                        .then(|| s.to_string())
+                },
                 "low, medium or high",
             )?;
             spec.sensitivity = levels.clone();
@@ -385,7 +387,9 @@ impl Compiler<'_> {
             (Verdict::AllowWithRedaction, true) => {
                 return Err(self.error(
                     r.decision.referenced,
-                    format!("rule {id:?} decides allow_with_redaction but has no `redact` patterns"),
+                    format!(
+                        "rule {id:?} decides allow_with_redaction but has no `redact` patterns"
+                    ),
                 ));
             }
             (v, false) if v != Verdict::AllowWithRedaction => {
@@ -419,7 +423,7 @@ impl Compiler<'_> {
         }
         let reason = self.reason(&t.reason, &id)?;
         let watch = match (&t.on_action, &t.on_result) {
-            (Some(m), None) => Watch::Action(self.conditions(&m.value)?),
+            (Some(m), None) => Watch::Action(Box::new(self.conditions(&m.value)?)),
             (None, Some(r)) => Watch::Result(self.result_conditions(&r.value, r.referenced)?),
             _ => {
                 return Err(self.error(
@@ -453,7 +457,11 @@ impl Compiler<'_> {
             spec.sensitivity = self.names(
                 "sensitivity",
                 p,
-                |s| ["low", "medium", "high"].contains(&s).then(|| s.to_string()),
+                |s| {
+                    ["low", "medium", "high"]
+                        .contains(&s)
+                        .then(|| s.to_string())
+                },
                 "low, medium or high",
             )?;
         }
@@ -493,7 +501,9 @@ impl Compiler<'_> {
         if id.contains('/') || id.chars().any(char::is_whitespace) {
             return Err(self.error(
                 value.referenced,
-                format!("{what} id {id:?} may not contain `/` or spaces (`/` separates profile names)"),
+                format!(
+                    "{what} id {id:?} may not contain `/` or spaces (`/` separates profile names)"
+                ),
             ));
         }
         Ok(format!("{}{id}", self.prefix))

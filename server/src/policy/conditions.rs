@@ -94,7 +94,12 @@ pub(super) struct Conditions {
 impl Conditions {
     /// Whether every condition holds for `s` in a session in `zone` whose results have
     /// carried `session_tags`. Cheap checks come first.
-    pub(super) fn matches(&self, s: &Subject<'_>, zone: Zone, session_tags: &BTreeSet<String>) -> bool {
+    pub(super) fn matches(
+        &self,
+        s: &Subject<'_>,
+        zone: Zone,
+        session_tags: &BTreeSet<String>,
+    ) -> bool {
         let a = s.action;
         if let Some(channels) = &self.channel
             && !channels.contains(&a.channel)
@@ -198,8 +203,7 @@ impl Conditions {
 /// The resource, and for commands every argument form.
 fn any_resource(a: &NormalizedAction, mut test: impl FnMut(&str) -> bool) -> bool {
     (!a.resource.is_empty() && test(&a.resource))
-        || a
-            .exec
+        || a.exec
             .as_ref()
             .is_some_and(|e| e.arg_forms.iter().any(|f| test(f)))
 }

@@ -61,7 +61,7 @@ impl ResultConditions {
 /// What a trigger watches.
 #[derive(Debug)]
 pub(super) enum Watch {
-    Action(Conditions),
+    Action(Box<Conditions>),
     Result(ResultConditions),
 }
 

@@ -1,0 +1,582 @@
+//! `wardend check`: multi-step scenario files run against a policy offline, the CI gate
+//! for policy changes.
+//!
+//! A scenario is one or more sessions: a sequence of actions (each with an expected
+//! decision) and reported results (each optionally with an expected zone). Steps run
+//! through the same [`session::judge`] and [`session::observe`] the daemon runs, so a
+//! scenario that passes here decides the same way in `wardend serve`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use warden_proto::v1::Action;
+
+use crate::normalize;
+use crate::policy::{Policy, SelfGuard, Verdict};
+use crate::session::{self, Observation, SessionState, Zone};
+
+/// A scenario file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    /// Shown in reports.
+    name: String,
+    #[serde(default, rename = "description")]
+    _description: Option<String>,
+    /// Run under `profiles: [these]` instead of the policy given on the command line
+    /// (`default` means the built-in default policy).
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default = "default_agent")]
+    agent: String,
+    steps: Vec<StepFile>,
+}
+
+fn default_agent() -> String {
+    "agent".into()
+}
+
+/// One step: exactly one of the action forms, `report` or `session`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    /// A command line run through `warden exec`.
+    exec: Option<String>,
+    /// A command line typed into `warden shell`.
+    shell: Option<String>,
+    /// `METHOD URL`.
+    http: Option<String>,
+    /// `OPERATION PATH` (read, write, delete, ...).
+    file: Option<String>,
+    /// An MCP tool call.
+    mcp: Option<McpStep>,
+    /// Any action, field by field.
+    action: Option<ActionStep>,
+    /// A result reported for the previous action.
+    report: Option<ReportStep>,
+    /// Switch to (or start) another session of the same agent.
+    session: Option<String>,
+    /// Act as another agent from this step on.
+    agent: Option<String>,
+    /// Extra attributes for the action (tags, sensitivity, method, ...).
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    /// Accepted verdicts (one or a list).
+    expect: Option<OneOrMany>,
+    /// A rule that must be among the matched rules.
+    expect_rule: Option<String>,
+    /// The session's zone after the step.
+    expect_zone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpStep {
+    tool: String,
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    operation: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionStep {
+    channel: String,
+    #[serde(default)]
+    tool: String,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    command_line: String,
+    #[serde(default)]
+    cwd: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportStep {
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    sensitivity: String,
+    #[serde(default)]
+    bytes: u64,
+    #[serde(default)]
+    rows: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The result of one step.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    /// 1-based.
+    pub index: usize,
+    pub label: String,
+    /// Empty when the step passed.
+    pub failure: String,
+}
+
+/// The result of one scenario file.
+#[derive(Debug, Clone)]
+pub struct ScenarioResult {
+    pub file: PathBuf,
+    pub name: String,
+    /// The policy it ran under (profile or file) and its version.
+    pub policy: String,
+    pub steps: Vec<StepResult>,
+    /// Set when the file could not be run at all.
+    pub error: Option<String>,
+}
+
+impl ScenarioResult {
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.steps.iter().all(|s| s.failure.is_empty())
+    }
+}
+
+/// Runs every scenario file against `policy` (or the profile a file names).
+pub fn run_files(policy: &Policy, files: &[PathBuf]) -> Vec<ScenarioResult> {
+    let mut by_profile: HashMap<String, Result<Policy, String>> = HashMap::new();
+    files
+        .iter()
+        .map(|file| {
+            let failed = |error: String| ScenarioResult {
+                file: file.clone(),
+                name: file.display().to_string(),
+                policy: String::new(),
+                steps: Vec::new(),
+                error: Some(error),
+            };
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => return failed(format!("cannot read: {e}")),
+            };
+            let scenario: ScenarioFile = match serde_saphyr::from_str(&text) {
+                Ok(s) => s,
+                Err(e) => return failed(format!("{}: {}", file.display(), e.without_snippet())),
+            };
+            let chosen = match &scenario.profile {
+                None => Ok(policy),
+                Some(name) => by_profile
+                    .entry(name.clone())
+                    .or_insert_with(|| profile_policy(name))
+                    .as_ref()
+                    .map_err(Clone::clone),
+            };
+            match chosen {
+                Ok(p) => run_scenario(p, file, &scenario),
+                Err(e) => failed(e),
+            }
+        })
+        .collect()
+}
+
+/// A policy that is exactly one built-in profile (or the built-in default).
+pub fn profile_policy(name: &str) -> Result<Policy, String> {
+    if name == "default" {
+        return Policy::builtin_default().map_err(|e| e.to_string());
+    }
+    let yaml = format!("version: 1\nname: {name}\nprofiles: [{name}]\n");
+    Policy::from_yaml(&format!("profile {name}"), &yaml).map_err(|e| e.to_string())
+}
+
+fn run_scenario(policy: &Policy, file: &Path, s: &ScenarioFile) -> ScenarioResult {
+    let guard = SelfGuard::builtin();
+    let mut sessions: HashMap<(String, String), SessionState> = HashMap::new();
+    let mut agent = s.agent.clone();
+    let mut session = "s1".to_string();
+    let mut results = Vec::new();
+    // Steps are a second apart, so idle timeouts behave as in a live session.
+    let mut now: i64 = 1_700_000_000_000_000;
+    for (i, step) in s.steps.iter().enumerate() {
+        now += 1_000_000;
+        if let Some(a) = &step.agent {
+            agent = a.clone();
+        }
+        if let Some(id) = &step.session {
+            session = id.clone();
+        }
+        let state = sessions
+            .entry((agent.clone(), session.clone()))
+            .or_insert_with(|| SessionState::new(now));
+        let mut result = StepResult {
+            index: i + 1,
+            label: String::new(),
+            failure: String::new(),
+        };
+        match run_step(policy, &guard, state, step, &agent, &session, now) {
+            Ok((label, failure)) => {
+                result.label = label;
+                result.failure = failure;
+            }
+            Err(e) => {
+                result.label = "invalid step".into();
+                result.failure = e;
+            }
+        }
+        results.push(result);
+    }
+    ScenarioResult {
+        file: file.to_path_buf(),
+        name: s.name.clone(),
+        policy: format!("{} ({})", policy.name(), &policy.version()[..12]),
+        steps: results,
+        error: None,
+    }
+}
+
+/// Runs one step; returns its label and what did not hold (empty when all held).
+fn run_step(
+    policy: &Policy,
+    guard: &SelfGuard,
+    state: &mut SessionState,
+    step: &StepFile,
+    agent: &str,
+    session: &str,
+    now: i64,
+) -> Result<(String, String), String> {
+    let mut problems = Vec::new();
+    if let Some(r) = &step.report {
+        let mut tags: Vec<String> = r.tags.iter().map(|t| t.to_ascii_lowercase()).collect();
+        tags.sort();
+        tags.dedup();
+        let observation = Observation {
+            sensitivity: r.sensitivity.to_ascii_lowercase(),
+            tags,
+            rows: r.rows,
+            bytes: r.bytes,
+            egress: String::new(),
+        };
+        let (next, _) = session::observe(policy, state, &observation, now);
+        *state = next;
+        check_zone(step, state.zone, &mut problems)?;
+        let label = format!("report {:?} {} bytes", r.tags, r.bytes);
+        return Ok((label, problems.join("; ")));
+    }
+    let Some((label, action)) = action_of(step, agent, session)? else {
+        // A bare `session:` / `agent:` switch, possibly with a zone expectation.
+        check_zone(step, state.zone, &mut problems)?;
+        let label = format!("session {session} of {agent}");
+        return Ok((label, problems.join("; ")));
+    };
+    let normalized = normalize::normalize(Some(&action)).map_err(|e| e.to_string())?;
+    if let Some(why) = state.ended(policy, now) {
+        return Ok((label, format!("refused: {why}")));
+    }
+    let j = session::judge(policy, guard, state, &normalized, now);
+    *state = j.next;
+    let got = j.outcome.verdict;
+    if let Some(expect) = &step.expect {
+        let accepted = match expect {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(vs) => vs.clone(),
+        };
+        let mut verdicts = Vec::new();
+        for v in &accepted {
+            verdicts.push(Verdict::parse(v.trim()).ok_or_else(|| {
+                format!("`expect`: unknown verdict {v:?} (allow, deny, require_approval, allow_with_redaction)")
+            })?);
+        }
+        if !verdicts.contains(&got) {
+            problems.push(format!(
+                "expected {}, got {got} ({}: {})",
+                accepted.join(" or "),
+                if j.outcome.matched_rules.is_empty() {
+                    "policy default".to_string()
+                } else {
+                    format!("rules {}", j.outcome.matched_rules.join(", "))
+                },
+                j.outcome.reason
+            ));
+        }
+    } else {
+        return Err("an action step needs `expect`".into());
+    }
+    if let Some(rule) = &step.expect_rule
+        && !j.outcome.matched_rules.contains(rule)
+    {
+        problems.push(format!(
+            "expected rule {rule} among the matched rules, got [{}]",
+            j.outcome.matched_rules.join(", ")
+        ));
+    }
+    check_zone(step, state.zone, &mut problems)?;
+    Ok((label, problems.join("; ")))
+}
+
+fn check_zone(step: &StepFile, zone: Zone, problems: &mut Vec<String>) -> Result<(), String> {
+    if let Some(want) = &step.expect_zone {
+        let want = Zone::parse(want.trim()).ok_or_else(|| {
+            format!(
+                "`expect_zone`: unknown zone {want:?} (safe, sensitive, commitment, irreversible)"
+            )
+        })?;
+        if zone != want {
+            problems.push(format!("expected zone {want}, got {zone}"));
+        }
+    }
+    Ok(())
+}
+
+/// The action a step describes, with a label for reports; `None` for a step without one.
+fn action_of(
+    step: &StepFile,
+    agent: &str,
+    session: &str,
+) -> Result<Option<(String, Action)>, String> {
+    let base = Action {
+        agent: agent.into(),
+        session: session.into(),
+        attributes: step.attributes.clone().into_iter().collect(),
+        cwd: "/workspace/project".into(),
+        ..Default::default()
+    };
+    let forms = [
+        step.exec.is_some(),
+        step.shell.is_some(),
+        step.http.is_some(),
+        step.file.is_some(),
+        step.mcp.is_some(),
+        step.action.is_some(),
+    ];
+    match forms.iter().filter(|f| **f).count() {
+        0 => return Ok(None),
+        1 => {}
+        _ => return Err("a step has exactly one of exec, shell, http, file, mcp, action".into()),
+    }
+    let (label, action) = if let Some(line) = &step.exec {
+        (
+            format!("exec {line}"),
+            Action {
+                channel: "exec".into(),
+                command_line: line.clone(),
+                ..base
+            },
+        )
+    } else if let Some(line) = &step.shell {
+        (
+            format!("shell {line}"),
+            Action {
+                channel: "shell".into(),
+                command_line: line.clone(),
+                ..base
+            },
+        )
+    } else if let Some(text) = &step.http {
+        let (method, url) = text
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| format!("`http: {text}`: write METHOD URL"))?;
+        let mut action = Action {
+            channel: "http".into(),
+            tool: method.to_ascii_uppercase(),
+            resource: url.trim().into(),
+            ..base
+        };
+        action
+            .attributes
+            .insert("method".into(), method.to_ascii_uppercase());
+        (format!("http {text}"), action)
+    } else if let Some(text) = &step.file {
+        let (op, path) = text
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| format!("`file: {text}`: write OPERATION PATH"))?;
+        (
+            format!("file {text}"),
+            Action {
+                channel: "file".into(),
+                tool: format!("{op}_file"),
+                operation: op.into(),
+                resource: path.trim().into(),
+                ..base
+            },
+        )
+    } else if let Some(m) = &step.mcp {
+        (
+            format!("mcp {} {}", m.tool, m.resource),
+            Action {
+                channel: "mcp".into(),
+                tool: m.tool.clone(),
+                operation: m.operation.clone(),
+                resource: m.resource.clone(),
+                ..base
+            },
+        )
+    } else if let Some(a) = &step.action {
+        (
+            format!("{} {} {}", a.channel, a.tool, a.resource),
+            Action {
+                channel: a.channel.clone(),
+                tool: a.tool.clone(),
+                operation: a.operation.clone(),
+                resource: a.resource.clone(),
+                command_line: a.command_line.clone(),
+                cwd: if a.cwd.is_empty() {
+                    base.cwd.clone()
+                } else {
+                    a.cwd.clone()
+                },
+                ..base
+            },
+        )
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((label, action)))
+}
+
+/// A human report: one line per scenario, details for failures.
+pub fn report(results: &[ScenarioResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        let mark = if r.passed() { "ok  " } else { "FAIL" };
+        let _ = writeln!(
+            out,
+            "{mark} {} — {} [{}]",
+            r.file.display(),
+            r.name,
+            r.policy
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "       {e}");
+        }
+        for s in r.steps.iter().filter(|s| !s.failure.is_empty()) {
+            let _ = writeln!(out, "       step {}: {}: {}", s.index, s.label, s.failure);
+        }
+    }
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    let steps: usize = results.iter().map(|r| r.steps.len()).sum();
+    let _ = writeln!(
+        out,
+        "{} scenario(s), {steps} step(s): {} passed, {failed} failed",
+        results.len(),
+        results.len() - failed
+    );
+    out
+}
+
+/// JUnit XML: one test suite per scenario file, one test case per step.
+pub fn junit(results: &[ScenarioResult]) -> String {
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"wardend check\">\n",
+    );
+    for r in results {
+        let failures = r.steps.iter().filter(|s| !s.failure.is_empty()).count()
+            + usize::from(r.error.is_some());
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">",
+            xml(&r.name),
+            r.steps.len().max(1)
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(
+                out,
+                "    <testcase name=\"load\" classname=\"{}\"><failure message=\"{}\"/></testcase>",
+                xml(&r.file.display().to_string()),
+                xml(e)
+            );
+        }
+        for s in &r.steps {
+            let name = format!("step {}: {}", s.index, s.label);
+            if s.failure.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    <testcase name=\"{}\" classname=\"{}\"/>",
+                    xml(&name),
+                    xml(&r.file.display().to_string())
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    <testcase name=\"{}\" classname=\"{}\"><failure message=\"{}\"/></testcase>",
+                    xml(&name),
+                    xml(&r.file.display().to_string()),
+                    xml(&s.failure)
+                );
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Expands file globs (`policies/scenarios/*.yaml`, `tests/**/*.yaml`); a pattern without
+/// glob characters is taken as a path. Sorted, deduplicated. A pattern that matches
+/// nothing is an error (a CI gate that silently checks nothing is worse than none).
+pub fn expand_globs(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for pattern in patterns {
+        if !pattern.contains(['*', '?', '[', '{']) {
+            out.push(PathBuf::from(pattern));
+            continue;
+        }
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("{pattern}: {e}"))?
+            .compile_matcher();
+        // Walk from the longest directory prefix without glob characters.
+        let root: PathBuf = Path::new(pattern)
+            .components()
+            .take_while(|c| {
+                !c.as_os_str()
+                    .to_string_lossy()
+                    .contains(['*', '?', '[', '{'])
+            })
+            .collect();
+        let root = if root.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            root
+        };
+        let before = out.len();
+        walk(&root, &mut |path| {
+            let shown = path.strip_prefix("./").unwrap_or(path);
+            if glob.is_match(shown) {
+                out.push(shown.to_path_buf());
+            }
+        });
+        if out.len() == before {
+            return Err(format!("{pattern}: matches no file"));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn walk(dir: &Path, found: &mut dyn FnMut(&Path)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk(&path, found);
+        } else {
+            found(&path);
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Sessions end to end: zones escalate from actions and reports, persist across a
+//! daemon restart, and stay serialized when two replicas act on one session.
+
+use std::time::Instant;
+
+use tonic::Code;
+use warden_proto::v1::sessions_client::SessionsClient;
+use warden_proto::v1::{
+    Action, CloseSessionRequest, EvaluateRequest, GetSessionRequest, OpenSessionRequest,
+    ReportRequest, ResultMeta, SessionRef, Verdict, Zone,
+};
+use warden_tests::{Backend, Daemon, TestDb, both_backends, evaluate, wardend_cli};
+
+fn file_read(session: &str, path: &str) -> Action {
+    Action {
+        agent: "analyst".into(),
+        session: session.into(),
+        channel: "file".into(),
+        operation: "read".into(),
+        resource: path.into(),
+        ..Default::default()
+    }
+}
+
+fn post(session: &str, url: &str) -> Action {
+    Action {
+        agent: "analyst".into(),
+        session: session.into(),
+        channel: "http".into(),
+        tool: "POST".into(),
+        resource: url.into(),
+        ..Default::default()
+    }
+}
+
+fn session_ref(session: &str) -> Option<SessionRef> {
+    Some(SessionRef {
+        agent: "analyst".into(),
+        session: session.into(),
+        ..Default::default()
+    })
+}
+
+/// Acceptance scenarios 6, 15 and 24: a credential read escalates the session, the
+/// escalation survives a restart, and a new session starts safe.
+async fn zone_survives_a_restart(kind: Backend) {
+    let db = TestDb::of(kind).await;
+    let first = Daemon::start(&db.url, &[]);
+    let mut client = first.decisions().await;
+    let d = evaluate(&mut client, post("s1", "https://upload.example.com/x")).await;
+    assert_eq!(d.verdict(), Verdict::Allow, "{d:?}");
+    assert_eq!(d.zone(), Zone::Safe);
+    let d = evaluate(&mut client, file_read("s1", "~/.aws/credentials")).await;
+    assert_eq!(d.verdict(), Verdict::Deny, "{d:?}");
+    assert_eq!(d.zone(), Zone::Sensitive, "{d:?}");
+    assert!(d.reason.contains("escalated to sensitive"), "{}", d.reason);
+    drop(client);
+    assert!(first.stop().success());
+
+    let second = Daemon::start(&db.url, &[]);
+    let mut sessions = SessionsClient::new(second.channel().await);
+    let info = sessions
+        .get(GetSessionRequest {
+            session: session_ref("s1"),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(info.zone(), Zone::Sensitive);
+    assert_eq!(info.actions, 2);
+    let mut client = second.decisions().await;
+    let d = evaluate(&mut client, post("s1", "https://upload.example.com/x")).await;
+    assert_eq!(d.verdict(), Verdict::Deny, "{d:?}");
+    assert_eq!(
+        d.matched_rules,
+        vec!["baseline/deny-egress-from-sensitive-session"]
+    );
+    // A new session of the same agent starts safe.
+    let d = evaluate(&mut client, post("s2", "https://upload.example.com/x")).await;
+    assert_eq!(
+        (d.verdict(), d.zone()),
+        (Verdict::Allow, Zone::Safe),
+        "{d:?}"
+    );
+    second.stop();
+    db.drop_pg().await;
+}
+both_backends!(zone_survives_a_restart_, super::zone_survives_a_restart);
+
+/// Acceptance scenario 8: a reported result tagged salary escalates the session; then
+/// external egress is refused and internal egress is not.
+async fn reported_tags_escalate(kind: Backend) {
+    let db = TestDb::of(kind).await;
+    let daemon = Daemon::start(&db.url, &[]);
+    let mut client = daemon.decisions().await;
+    let query = Action {
+        agent: "analyst".into(),
+        session: "q".into(),
+        channel: "mcp".into(),
+        tool: "query".into(),
+        resource: "warehouse.employees".into(),
+        ..Default::default()
+    };
+    let d = evaluate(&mut client, query.clone()).await;
+    assert_eq!(d.verdict(), Verdict::Allow);
+    let report = client
+        .report(ReportRequest {
+            action: Some(query),
+            decision_seq: d.id.unwrap().seq,
+            result: Some(ResultMeta {
+                tags: vec!["Salary".into()],
+                rows: 10,
+                bytes: 512,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("report")
+        .into_inner();
+    assert_eq!(report.zone(), Zone::Sensitive);
+    let d = evaluate(&mut client, post("q", "https://collector.example.net/in")).await;
+    assert_eq!(d.verdict(), Verdict::Deny, "{d:?}");
+    let d = evaluate(&mut client, post("q", "http://wiki.internal/page")).await;
+    assert_eq!(d.verdict(), Verdict::Allow, "{d:?}");
+    assert_eq!(d.zone(), Zone::Sensitive, "zones never go down");
+    daemon.stop();
+    db.drop_pg().await;
+}
+both_backends!(reported_tags_escalate_, super::reported_tags_escalate);
+
+/// Open, Get, Close; a closed session takes no more actions and cannot be reopened;
+/// opening and closing are audited.
+async fn session_lifecycle(kind: Backend) {
+    let db = TestDb::of(kind).await;
+    let daemon = Daemon::start(&db.url, &[]);
+    let mut sessions = SessionsClient::new(daemon.channel().await);
+    let opened = sessions
+        .open(OpenSessionRequest {
+            session: Some(SessionRef {
+                agent: "analyst".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("open")
+        .into_inner();
+    assert!(opened.session.starts_with("s-"), "{opened:?}");
+    assert!(opened.open);
+    assert_eq!(opened.zone(), Zone::Safe);
+    let id = opened.session.clone();
+    let mut client = daemon.decisions().await;
+    let d = evaluate(&mut client, post(&id, "http://api.internal/x")).await;
+    assert_eq!(d.verdict(), Verdict::Allow);
+    let closed = sessions
+        .close(CloseSessionRequest {
+            session: session_ref(&id),
+        })
+        .await
+        .expect("close")
+        .into_inner();
+    assert!(!closed.open);
+    assert_eq!(closed.actions, 1);
+    assert!(closed.closed_us > 0);
+    let err = client
+        .evaluate(EvaluateRequest {
+            action: Some(post(&id, "http://api.internal/x")),
+        })
+        .await
+        .expect_err("a closed session takes no actions");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("closed"), "{}", err.message());
+    let err = sessions
+        .open(OpenSessionRequest {
+            session: session_ref(&id),
+        })
+        .await
+        .expect_err("a closed session cannot be reopened");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = sessions
+        .get(GetSessionRequest {
+            session: session_ref("never-seen"),
+        })
+        .await
+        .expect_err("unknown session");
+    assert_eq!(err.code(), Code::NotFound);
+    daemon.stop();
+    let (code, out, err) = wardend_cli(&["audit", "replay", "--db", &db.url, &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("session_open"), "{out}");
+    assert!(out.contains("session_close"), "{out}");
+    db.drop_pg().await;
+}
+both_backends!(session_lifecycle_, super::session_lifecycle);
+
+/// Two replicas on one PostgreSQL act on one session at once. No action counter update
+/// is lost, and once the escalating action has been answered, no replica allows an
+/// external POST in that session again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_serialize_one_session() {
+    let db = TestDb::postgres().await;
+    let a = Daemon::start(&db.url, &[]);
+    let b = Daemon::start(&db.url, &[]);
+    let escalated_at = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let mut client = if i % 2 == 0 {
+            a.decisions().await
+        } else {
+            b.decisions().await
+        };
+        let escalated_at = escalated_at.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for j in 0..40 {
+                if i == 3 && j == 20 {
+                    let d = evaluate(&mut client, file_read("shared", "/home/u/.ssh/id_rsa")).await;
+                    assert_eq!(d.zone(), Zone::Sensitive);
+                    *escalated_at.lock().unwrap() = Some(Instant::now());
+                    continue;
+                }
+                let sent = Instant::now();
+                let d = evaluate(&mut client, post("shared", "https://out.example.com/x")).await;
+                seen.push((sent, d.verdict(), d.zone()));
+            }
+            seen
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let escalated_at = escalated_at.lock().unwrap().expect("escalation ran");
+    let after: Vec<_> = all
+        .iter()
+        .filter(|(sent, _, _)| *sent > escalated_at)
+        .collect();
+    assert!(
+        !after.is_empty(),
+        "the test must send actions after the escalation"
+    );
+    for (_, verdict, zone) in &after {
+        assert_eq!(*verdict, Verdict::Deny, "a stale zone allowed a POST");
+        assert_eq!(*zone, Zone::Sensitive);
+    }
+    // Zones only go up: an allowed POST was judged in the safe zone.
+    for (_, verdict, zone) in &all {
+        if *verdict == Verdict::Allow {
+            assert_eq!(*zone, Zone::Safe);
+        }
+    }
+    let mut sessions = SessionsClient::new(a.channel().await);
+    let info = sessions
+        .get(GetSessionRequest {
+            session: session_ref("shared"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        info.actions, 240,
+        "every action of both replicas is counted"
+    );
+    assert_eq!(info.zone(), Zone::Sensitive);
+    a.stop();
+    b.stop();
+    db.drop_pg().await;
+}
+
+/// `wardend check` passes every shipped scenario and fails, naming step and rule, when an
+/// expectation does not hold.
+#[test]
+fn check_runs_the_shipped_scenarios_and_reports_mismatches() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let scenarios = repo.join("policies/scenarios/*.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let (code, out, err) = wardend_cli(&[
+        "check",
+        "--scenario",
+        scenarios.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 failed"), "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"1: default"), "{xml}");
+    assert!(!xml.contains("<failure"), "{xml}");
+
+    let wrong = dir.path().join("wrong.yaml");
+    std::fs::write(
+        &wrong,
+        "name: wrong\nprofile: coding-agent\nsteps:\n  - exec: ls\n    expect: allow\n  - exec: npm publish\n    expect: allow\n",
+    )
+    .unwrap();
+    let (code, out, _) = wardend_cli(&["check", "--scenario", wrong.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("step 2: exec npm publish: expected allow, got deny"),
+        "{out}"
+    );
+    assert!(out.contains("baseline/deny-publish"), "{out}");
+
+    let (code, _, err) = wardend_cli(&["check", "--scenario", "/nonexistent/*.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("matches no file"), "{err}");
+}
