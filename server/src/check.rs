@@ -215,7 +215,7 @@ fn run_scenario(policy: &Policy, file: &Path, s: &ScenarioFile) -> ScenarioResul
             label: String::new(),
             failure: String::new(),
         };
-        match run_step(policy, &guard, state, step, &agent, &session, now) {
+        match run_step(policy, guard, state, step, &agent, &session, now) {
             Ok((label, failure)) => {
                 result.label = label;
                 result.failure = failure;

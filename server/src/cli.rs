@@ -147,8 +147,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check_command(args),
         Command::Policy(PolicyCommand::Validate { file }) => match Policy::from_file(&file) {
             Ok(policy) => {
+                let profiles = match policy.profiles() {
+                    [] => String::new(),
+                    p => format!(" (profiles: {})", p.join(", ")),
+                };
                 println!(
-                    "{}: ok, {} rules, version {}",
+                    "{}: ok, {} rules{profiles}, version {}",
                     file.display(),
                     policy.rule_count(),
                     policy.version()

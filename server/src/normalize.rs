@@ -81,6 +81,21 @@ pub enum Egress {
     External,
 }
 
+impl Egress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Egress::Internal => "internal",
+            Egress::External => "external",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Egress> {
+        [Egress::Internal, Egress::External]
+            .into_iter()
+            .find(|e| e.as_str() == s)
+    }
+}
+
 /// An action after normalization: lower-cased enums, absolute lexically-clean paths,
 /// parsed URLs and hosts, argv and command line both present for command channels.
 #[derive(Debug, Clone, Serialize)]

@@ -174,7 +174,6 @@ pub struct Policy {
     rules: Vec<Rule>,
     triggers: Vec<Trigger>,
     internal_hosts: GlobSet,
-    internal_host_patterns: Vec<String>,
     idle_timeout_us: Option<i64>,
 }
 
@@ -237,58 +236,14 @@ impl Policy {
         self.rules.len()
     }
 
+    /// Built-in profiles the policy includes (directly or through other profiles), sorted.
     pub fn profiles(&self) -> &[String] {
         &self.profiles
-    }
-
-    pub fn default_verdict(&self) -> Verdict {
-        self.default
     }
 
     /// How long a session may sit idle before it ends, if the policy limits it.
     pub fn idle_timeout_us(&self) -> Option<i64> {
         self.idle_timeout_us
-    }
-
-    /// Rule ids with their origin, in policy order.
-    pub fn rule_ids(&self) -> impl Iterator<Item = (&str, &Origin)> {
-        self.rules.iter().map(|r| (r.id.as_str(), &r.origin))
-    }
-
-    /// Canonical JSON of each rule by id (what `wardend diff` compares).
-    pub fn rule_specs(&self) -> Vec<(String, String)> {
-        self.rules
-            .iter()
-            .map(|r| {
-                let json = serde_json::to_string(&r.spec()).unwrap_or_default();
-                (r.id.clone(), json)
-            })
-            .collect()
-    }
-
-    /// Canonical JSON of each zone trigger by id.
-    pub fn trigger_specs(&self) -> Vec<(String, String)> {
-        self.triggers
-            .iter()
-            .map(|t| {
-                let json = serde_json::to_string(&t.spec()).unwrap_or_default();
-                (t.id.clone(), json)
-            })
-            .collect()
-    }
-
-    /// Settings other than rules and triggers, as `(name, value)` pairs.
-    pub fn settings(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("default", self.default.to_string()),
-            ("profiles", self.profiles.join(", ")),
-            ("internal_hosts", self.internal_host_patterns.join(", ")),
-            (
-                "sessions.idle_timeout",
-                self.idle_timeout_us
-                    .map_or_else(|| "none".into(), crate::duration::format_us),
-            ),
-        ]
     }
 
     /// The action as this policy's rules see it.
@@ -407,7 +362,7 @@ impl Policy {
     /// Decides one action as the first action of a fresh session, with only the
     /// built-in self-protection paths (tests and benchmarks).
     pub fn evaluate(&self, action: &NormalizedAction) -> Outcome {
-        let subject = self.context(action, &SelfGuard::builtin());
+        let subject = self.context(action, SelfGuard::builtin());
         self.decide(&subject, Zone::Safe, &BTreeSet::new())
     }
 }

@@ -177,6 +177,23 @@ impl Compiler<'_> {
             .collect()
     }
 
+    fn egress(&self, p: &Spanned<Patterns>) -> Result<Vec<Egress>, PolicyError> {
+        self.names("egress", p, Egress::parse, "internal or external")
+    }
+
+    fn sensitivity(&self, p: &Spanned<Patterns>) -> Result<Vec<String>, PolicyError> {
+        self.names(
+            "sensitivity",
+            p,
+            |s| {
+                ["low", "medium", "high"]
+                    .contains(&s)
+                    .then(|| s.to_string())
+            },
+            "low, medium or high",
+        )
+    }
+
     fn zone(&self, value: &Spanned<String>) -> Result<Zone, PolicyError> {
         Zone::parse(value.value.trim()).ok_or_else(|| {
             self.error(
@@ -242,30 +259,12 @@ impl Compiler<'_> {
             c.command_regex = Some(self.regexes("command_regex", p, &mut spec.command_regex)?);
         }
         if let Some(p) = &m.egress {
-            let egress = self.names(
-                "egress",
-                p,
-                |s| match s {
-                    "internal" => Some(Egress::Internal),
-                    "external" => Some(Egress::External),
-                    _ => None,
-                },
-                "internal or external",
-            )?;
+            let egress = self.egress(p)?;
             spec.egress = egress.clone();
             c.egress = Some(egress);
         }
         if let Some(p) = &m.sensitivity {
-            let levels = self.names(
-                "sensitivity",
-                p,
-                |s| {
-                    ["low", "medium", "high"]
-                        .contains(&s)
-                        .then(|| s.to_string())
-                },
-                "low, medium or high",
-            )?;
+            let levels = self.sensitivity(p)?;
             spec.sensitivity = levels.clone();
             c.sensitivity = Some(levels);
         }
@@ -454,24 +453,14 @@ impl Compiler<'_> {
             spec.tags = list.iter().map(|t| t.to_ascii_lowercase()).collect();
         }
         if let Some(p) = &m.sensitivity {
-            spec.sensitivity = self.names(
-                "sensitivity",
-                p,
-                |s| {
-                    ["low", "medium", "high"]
-                        .contains(&s)
-                        .then(|| s.to_string())
-                },
-                "low, medium or high",
-            )?;
+            spec.sensitivity = self.sensitivity(p)?;
         }
         if let Some(p) = &m.egress {
-            spec.egress = self.names(
-                "egress",
-                p,
-                |s| ["internal", "external"].contains(&s).then(|| s.to_string()),
-                "internal or external",
-            )?;
+            spec.egress = self
+                .egress(p)?
+                .iter()
+                .map(|e| e.as_str().to_string())
+                .collect();
         }
         spec.bytes_over = m.bytes_over.as_ref().map(|v| v.value);
         spec.rows_over = m.rows_over.as_ref().map(|v| v.value);
@@ -726,7 +715,6 @@ fn merge(
         rules,
         triggers,
         internal_hosts: internal_set,
-        internal_host_patterns: internal,
         idle_timeout_us: idle,
     })
 }

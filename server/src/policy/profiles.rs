@@ -9,32 +9,24 @@ pub struct ProfileInfo {
     pub yaml: &'static str,
 }
 
+/// A profile named `$name`, read from `policies/profiles/$name.yaml`.
+macro_rules! profile {
+    ($name:literal) => {
+        ProfileInfo {
+            name: $name,
+            yaml: include_str!(concat!("../../../policies/profiles/", $name, ".yaml")),
+        }
+    };
+}
+
 /// Every built-in profile.
 pub const PROFILES: &[ProfileInfo] = &[
-    ProfileInfo {
-        name: "baseline",
-        yaml: include_str!("../../../policies/profiles/baseline.yaml"),
-    },
-    ProfileInfo {
-        name: "coding-agent",
-        yaml: include_str!("../../../policies/profiles/coding-agent.yaml"),
-    },
-    ProfileInfo {
-        name: "research-agent",
-        yaml: include_str!("../../../policies/profiles/research-agent.yaml"),
-    },
-    ProfileInfo {
-        name: "customer-support",
-        yaml: include_str!("../../../policies/profiles/customer-support.yaml"),
-    },
-    ProfileInfo {
-        name: "data-analyst",
-        yaml: include_str!("../../../policies/profiles/data-analyst.yaml"),
-    },
-    ProfileInfo {
-        name: "enterprise-safe",
-        yaml: include_str!("../../../policies/profiles/enterprise-safe.yaml"),
-    },
+    profile!("baseline"),
+    profile!("coding-agent"),
+    profile!("research-agent"),
+    profile!("customer-support"),
+    profile!("data-analyst"),
+    profile!("enterprise-safe"),
 ];
 
 pub(super) fn text(name: &str) -> Option<&'static str> {

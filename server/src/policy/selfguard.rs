@@ -6,6 +6,7 @@
 //! paths it was started with and its own process id.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -49,9 +50,10 @@ pub struct SelfGuard {
 }
 
 impl SelfGuard {
-    /// Only the conventional locations (offline tools, tests).
-    pub fn builtin() -> SelfGuard {
-        SelfGuard::with_paths(&[], None)
+    /// Only the conventional locations (offline tools, tests); built once.
+    pub fn builtin() -> &'static SelfGuard {
+        static BUILTIN: LazyLock<SelfGuard> = LazyLock::new(|| SelfGuard::with_paths(&[], None));
+        &BUILTIN
     }
 
     /// The conventional locations plus the daemon's own files and process id.

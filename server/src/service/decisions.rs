@@ -44,12 +44,12 @@ impl DecisionsService {
             .session_step(&session_key(&action), |stored| {
                 let state = live_session(stored, &policy, now)?;
                 let j = session::judge(&policy, guard, &state, &action, now);
-                Ok::<_, ApiError>((j.next.clone(), j))
+                let zone = j.next.zone;
+                Ok::<_, ApiError>((j.next, (j.outcome, j.escalations, zone)))
             })
             .await?;
-        let outcome = judgement.outcome;
-        let zone = judgement.next.zone;
-        let reason = explain(&outcome.reason, &judgement.escalations);
+        let (outcome, escalations, zone) = judgement;
+        let reason = explain(&outcome.reason, &escalations);
         // 4. Audit; the decision exists only once its record is committed.
         let body = RecordBody {
             time_us: now,

@@ -51,10 +51,43 @@ fn big(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Binds a session's stored fields in the order both UPDATE statements number them:
+/// tenant, agent, session, zone, actions, reports, bytes, rows, tags, started, last seen,
+/// closed.
+macro_rules! bind_session {
+    ($query:expr, $key:expr, $s:expr) => {
+        $query
+            .bind(&$key.tenant)
+            .bind(&$key.agent)
+            .bind(&$key.session)
+            .bind(i64::from($s.zone.as_i16()))
+            .bind(big($s.actions))
+            .bind(big($s.reports))
+            .bind(big($s.bytes))
+            .bind(big($s.rows))
+            .bind(tags_json($s))
+            .bind($s.started_us)
+            .bind($s.last_seen_us)
+            .bind($s.closed_us)
+    };
+}
+
+/// Creates the row of a session never seen, as a placeholder (`started_us = -1`) that
+/// only this transaction sees until it commits; no-op when the row exists.
+const INSERT_PLACEHOLDER_PG: &str = "INSERT INTO sessions (tenant, agent, session, started_us, last_seen_us) \
+     VALUES ($1, $2, $3, -1, -1) ON CONFLICT DO NOTHING";
+const INSERT_PLACEHOLDER_SQLITE: &str = "INSERT INTO sessions (tenant, agent, session, started_us, last_seen_us) \
+     VALUES (?1, ?2, ?3, -1, -1) ON CONFLICT DO NOTHING";
+
 impl Store {
     /// Runs one session step under the session's lock: `step` gets the stored state
     /// (`None` for a session never seen) and returns the state to store and a value.
     /// An error from `step` rolls back and stores nothing.
+    ///
+    /// The row is locked first (`SELECT … FOR UPDATE`; SQLite's `BEGIN IMMEDIATE`
+    /// already holds the write lock). Only for a session never seen is a placeholder row
+    /// inserted and locked, so two replicas creating one session also take turns, and
+    /// the common case costs one read and one write.
     pub async fn session_step<T, E>(
         &self,
         key: &SessionKey,
@@ -69,17 +102,31 @@ impl Store {
                     .begin_with("BEGIN IMMEDIATE")
                     .await
                     .map_err(StoreError::from)?;
-                let current = sqlite_get(&mut tx, key).await?;
-                let (next, value) = step(current.clone())?;
-                sqlite_put(&mut tx, key, current.is_some(), &next).await?;
+                let mut current = sqlite_get(&mut tx, key).await?;
+                if current.is_none() {
+                    bind_key(sqlx::query(INSERT_PLACEHOLDER_SQLITE), key)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::from)?;
+                    current = sqlite_get(&mut tx, key).await?;
+                }
+                let (next, value) = step(current.filter(is_real))?;
+                sqlite_put(&mut tx, key, &next).await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(value)
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(StoreError::from)?;
-                let current = pg_get(&mut tx, key, true).await?;
-                let (next, value) = step(current.clone())?;
-                pg_put(&mut tx, key, current.is_some(), &next).await?;
+                let mut current = pg_get(&mut tx, key, true).await?;
+                if current.is_none() {
+                    bind_key(sqlx::query(INSERT_PLACEHOLDER_PG), key)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::from)?;
+                    current = pg_get(&mut tx, key, true).await?;
+                }
+                let (next, value) = step(current.filter(is_real))?;
+                pg_put(&mut tx, key, &next).await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(value)
             }
@@ -88,17 +135,30 @@ impl Store {
 
     /// The stored state of a session, if it exists.
     pub async fn session_get(&self, key: &SessionKey) -> Result<Option<SessionState>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut conn = pool.acquire().await?;
-                sqlite_get(&mut conn, key).await
-            }
-            Backend::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                pg_get(&mut conn, key, false).await
-            }
-        }
+        let row = match &self.backend {
+            Backend::Sqlite(pool) => sqlite_get(&mut *pool.acquire().await?, key).await?,
+            Backend::Postgres(pool) => pg_get(&mut *pool.acquire().await?, key, false).await?,
+        };
+        Ok(row.filter(is_real))
     }
+}
+
+/// A placeholder row (`started_us = -1`) is a session never seen.
+fn is_real(s: &SessionState) -> bool {
+    s.started_us >= 0
+}
+
+fn bind_key<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    key: &'q SessionKey,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(key.tenant.as_str())
+        .bind(key.agent.as_str())
+        .bind(key.session.as_str())
 }
 
 async fn sqlite_get(
@@ -119,31 +179,13 @@ async fn sqlite_get(
 async fn sqlite_put(
     conn: &mut SqliteConnection,
     key: &SessionKey,
-    exists: bool,
     s: &SessionState,
 ) -> Result<(), StoreError> {
-    let sql = if exists {
-        "UPDATE sessions SET zone = MAX(zone, ?4), actions = ?5, reports = ?6, bytes = ?7, \
-         rows_read = ?8, tags = ?9, last_seen_us = ?11, closed_us = COALESCE(closed_us, ?12) \
-         WHERE tenant = ?1 AND agent = ?2 AND session = ?3 AND ?10 = ?10"
-    } else {
-        "INSERT INTO sessions (tenant, agent, session, zone, actions, reports, bytes, \
-         rows_read, tags, started_us, last_seen_us, closed_us) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-    };
-    sqlx::query(sql)
-        .bind(&key.tenant)
-        .bind(&key.agent)
-        .bind(&key.session)
-        .bind(i64::from(s.zone.as_i16()))
-        .bind(big(s.actions))
-        .bind(big(s.reports))
-        .bind(big(s.bytes))
-        .bind(big(s.rows))
-        .bind(tags_json(s))
-        .bind(s.started_us)
-        .bind(s.last_seen_us)
-        .bind(s.closed_us)
+    let sql = "UPDATE sessions SET zone = MAX(zone, ?4), actions = ?5, reports = ?6, \
+               bytes = ?7, rows_read = ?8, tags = ?9, started_us = ?10, last_seen_us = ?11, \
+               closed_us = COALESCE(closed_us, ?12) \
+               WHERE tenant = ?1 AND agent = ?2 AND session = ?3";
+    bind_session!(sqlx::query(sql), key, s)
         .execute(conn)
         .await?;
     Ok(())
@@ -154,19 +196,6 @@ async fn pg_get(
     key: &SessionKey,
     lock: bool,
 ) -> Result<Option<SessionState>, StoreError> {
-    if lock {
-        // Make sure there is a row to lock, so that two replicas creating the same
-        // session also take turns.
-        sqlx::query(
-            "INSERT INTO sessions (tenant, agent, session, started_us, last_seen_us, tags) \
-             VALUES ($1, $2, $3, -1, -1, '[]') ON CONFLICT DO NOTHING",
-        )
-        .bind(&key.tenant)
-        .bind(&key.agent)
-        .bind(&key.session)
-        .execute(&mut *conn)
-        .await?;
-    }
     let suffix = if lock { " FOR UPDATE" } else { "" };
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM sessions WHERE tenant = $1 AND agent = $2 AND session = $3{suffix}"
@@ -176,36 +205,20 @@ async fn pg_get(
     .bind(&key.session)
     .fetch_optional(conn)
     .await?;
-    // A placeholder row (started_us = -1) is a session never seen.
-    Ok(row.map(state).transpose()?.filter(|s| s.started_us >= 0))
+    row.map(state).transpose()
 }
 
 async fn pg_put(
     conn: &mut PgConnection,
     key: &SessionKey,
-    _exists: bool,
     s: &SessionState,
 ) -> Result<(), StoreError> {
-    // The row exists (pg_get inserted the placeholder under the same lock).
-    sqlx::query(
-        "UPDATE sessions SET zone = GREATEST(zone, $4), actions = $5, reports = $6, \
-         bytes = $7, rows_read = $8, tags = $9, started_us = $10, last_seen_us = $11, \
-         closed_us = COALESCE(closed_us, $12) \
-         WHERE tenant = $1 AND agent = $2 AND session = $3",
-    )
-    .bind(&key.tenant)
-    .bind(&key.agent)
-    .bind(&key.session)
-    .bind(i64::from(s.zone.as_i16()))
-    .bind(big(s.actions))
-    .bind(big(s.reports))
-    .bind(big(s.bytes))
-    .bind(big(s.rows))
-    .bind(tags_json(s))
-    .bind(s.started_us)
-    .bind(s.last_seen_us)
-    .bind(s.closed_us)
-    .execute(conn)
-    .await?;
+    let sql = "UPDATE sessions SET zone = GREATEST(zone, $4), actions = $5, reports = $6, \
+               bytes = $7, rows_read = $8, tags = $9, started_us = $10, last_seen_us = $11, \
+               closed_us = COALESCE(closed_us, $12) \
+               WHERE tenant = $1 AND agent = $2 AND session = $3";
+    bind_session!(sqlx::query(sql), key, s)
+        .execute(conn)
+        .await?;
     Ok(())
 }
