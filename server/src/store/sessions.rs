@@ -17,8 +17,20 @@ pub struct SessionKey {
     pub session: String,
 }
 
-const COLUMNS: &str =
-    "zone, actions, reports, bytes, rows_read, tags, started_us, last_seen_us, closed_us";
+/// The columns a [`Row`] reads, in order.
+macro_rules! session_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT zone, actions, reports, bytes, rows_read, tags, started_us, \
+             last_seen_us, closed_us FROM sessions WHERE ",
+            $where
+        )
+    };
+}
+const SELECT_SQLITE: &str = session_select!("tenant = ?1 AND agent = ?2 AND session = ?3");
+const SELECT_PG: &str = session_select!("tenant = $1 AND agent = $2 AND session = $3");
+const SELECT_PG_LOCKED: &str =
+    session_select!("tenant = $1 AND agent = $2 AND session = $3 FOR UPDATE");
 
 type Row = (i64, i64, i64, i64, i64, String, i64, i64, Option<i64>);
 
@@ -51,15 +63,22 @@ fn big(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Binds a session's key (tenant, agent, session) to a query or query_as.
+macro_rules! bind_key {
+    ($query:expr, $key:expr) => {
+        $query
+            .bind($key.tenant.as_str())
+            .bind($key.agent.as_str())
+            .bind($key.session.as_str())
+    };
+}
+
 /// Binds a session's stored fields in the order both UPDATE statements number them:
 /// tenant, agent, session, zone, actions, reports, bytes, rows, tags, started, last seen,
 /// closed.
 macro_rules! bind_session {
     ($query:expr, $key:expr, $s:expr) => {
-        $query
-            .bind(&$key.tenant)
-            .bind(&$key.agent)
-            .bind(&$key.session)
+        bind_key!($query, $key)
             .bind(i64::from($s.zone.as_i16()))
             .bind(big($s.actions))
             .bind(big($s.reports))
@@ -104,7 +123,7 @@ impl Store {
                     .map_err(StoreError::from)?;
                 let mut current = sqlite_get(&mut tx, key).await?;
                 if current.is_none() {
-                    bind_key(sqlx::query(INSERT_PLACEHOLDER_SQLITE), key)
+                    bind_key!(sqlx::query(INSERT_PLACEHOLDER_SQLITE), key)
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::from)?;
@@ -119,7 +138,7 @@ impl Store {
                 let mut tx = pool.begin().await.map_err(StoreError::from)?;
                 let mut current = pg_get(&mut tx, key, true).await?;
                 if current.is_none() {
-                    bind_key(sqlx::query(INSERT_PLACEHOLDER_PG), key)
+                    bind_key!(sqlx::query(INSERT_PLACEHOLDER_PG), key)
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::from)?;
@@ -148,31 +167,13 @@ fn is_real(s: &SessionState) -> bool {
     s.started_us >= 0
 }
 
-fn bind_key<'q, DB: sqlx::Database>(
-    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
-    key: &'q SessionKey,
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
-where
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    query
-        .bind(key.tenant.as_str())
-        .bind(key.agent.as_str())
-        .bind(key.session.as_str())
-}
-
 async fn sqlite_get(
     conn: &mut SqliteConnection,
     key: &SessionKey,
 ) -> Result<Option<SessionState>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM sessions WHERE tenant = ?1 AND agent = ?2 AND session = ?3"
-    )))
-    .bind(&key.tenant)
-    .bind(&key.agent)
-    .bind(&key.session)
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<Row> = bind_key!(sqlx::query_as(SELECT_SQLITE), key)
+        .fetch_optional(conn)
+        .await?;
     row.map(state).transpose()
 }
 
@@ -196,15 +197,10 @@ async fn pg_get(
     key: &SessionKey,
     lock: bool,
 ) -> Result<Option<SessionState>, StoreError> {
-    let suffix = if lock { " FOR UPDATE" } else { "" };
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM sessions WHERE tenant = $1 AND agent = $2 AND session = $3{suffix}"
-    )))
-    .bind(&key.tenant)
-    .bind(&key.agent)
-    .bind(&key.session)
-    .fetch_optional(conn)
-    .await?;
+    let sql = if lock { SELECT_PG_LOCKED } else { SELECT_PG };
+    let row: Option<Row> = bind_key!(sqlx::query_as(sql), key)
+        .fetch_optional(conn)
+        .await?;
     row.map(state).transpose()
 }
 
