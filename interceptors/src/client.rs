@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use tonic::transport::{Channel, Endpoint};
 use warden_proto::v1::{
-    Action, Decision, EvaluateRequest, ReportRequest, ResultMeta, decisions_client::DecisionsClient,
+    Action, Approval, ApprovalStatus, Decision, EvaluateRequest, ReportRequest, ResultMeta,
+    WatchApprovalRequest, approvals_client::ApprovalsClient, decisions_client::DecisionsClient,
 };
 
 /// Status metadata key with which wardend marks "reached, but no decision" (its
@@ -82,6 +83,7 @@ impl NoDecision {
 /// A connected client with a per-call deadline.
 pub struct DaemonClient {
     inner: DecisionsClient<Channel>,
+    channel: Channel,
     addr: String,
     timeout: Duration,
 }
@@ -109,7 +111,8 @@ impl DaemonClient {
             Ok(Ok(channel)) => channel,
         };
         Ok(DaemonClient {
-            inner: DecisionsClient::new(channel),
+            inner: DecisionsClient::new(channel.clone()),
+            channel,
             addr,
             timeout,
         })
@@ -156,6 +159,42 @@ impl DaemonClient {
             }),
             Ok(r) => r.map(|_| ()).map_err(|s| self.status_error(s)),
         }
+    }
+
+    /// Watches an approval until it is decided or `timeout` passes, and returns its last
+    /// state (still pending on timeout).
+    pub async fn wait_for_approval(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Approval, NoDecision> {
+        let mut client = ApprovalsClient::new(self.channel.clone());
+        let request = WatchApprovalRequest {
+            id: id.to_string(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let mut stream = client
+            .watch(request)
+            .await
+            .map_err(|s| self.status_error(s))?
+            .into_inner();
+        let mut last = None;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.message()).await {
+                // Timed out, or the daemon ended the stream: the last state it sent.
+                Err(_) | Ok(Ok(None)) => break,
+                Ok(Ok(Some(approval))) => {
+                    let settled = approval.status() != ApprovalStatus::Pending;
+                    last = Some(approval);
+                    if settled {
+                        break;
+                    }
+                }
+                Ok(Err(status)) => return Err(self.status_error(status)),
+            }
+        }
+        last.ok_or_else(|| NoDecision::Failed(format!("approval {id}: no state received")))
     }
 
     fn status_error(&self, status: tonic::Status) -> NoDecision {

@@ -26,6 +26,17 @@ use crate::{EXIT_CANNOT_RUN, EXIT_NO_DECISION, EXIT_REFUSED};
 pub struct ExecArgs {
     #[command(flatten)]
     identity: IdentityArgs,
+    /// When the policy requires approval, wait for an approver (up to TIMEOUT, default
+    /// 10m; e.g. `--wait-approval=30m`), then ask again and run if allowed.
+    #[arg(
+        long,
+        value_name = "TIMEOUT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "10m",
+        value_parser = crate::admin::parse_duration
+    )]
+    wait_approval: Option<std::time::Duration>,
     /// The command and its arguments (after `--`).
     #[arg(
         required = true,
@@ -71,6 +82,15 @@ pub(crate) async fn run(args: ExecArgs) -> i32 {
         }
     };
 
+    let decision = match args.wait_approval {
+        Some(timeout) if decision.verdict() == Verdict::RequireApproval => {
+            match wait_for_approval(&mut client, &action, decision, timeout).await {
+                Ok(d) => d,
+                Err(code) => return code,
+            }
+        }
+        _ => decision,
+    };
     if let Some(refusal) = refusal(&decision) {
         eprintln!("warden: {refusal}");
         return EXIT_REFUSED;
@@ -100,6 +120,68 @@ async fn decide(
     let mut client = DaemonClient::connect(identity).await.map_err(to_message)?;
     let decision = client.evaluate(action).await.map_err(to_message)?;
     Ok((client, decision))
+}
+
+/// Waits on the approval a decision created; once granted, asks again (the grant is
+/// bound to this exact action) and returns the new decision. Refusals and failures are
+/// reported here and returned as the exit code.
+async fn wait_for_approval(
+    client: &mut DaemonClient,
+    action: &Action,
+    decision: Decision,
+    timeout: std::time::Duration,
+) -> Result<Decision, i32> {
+    if decision.approval_id.is_empty() {
+        return Ok(decision);
+    }
+    let id = decision.approval_id.clone();
+    eprintln!(
+        "warden: approval required: {} — waiting up to {}s for approval {id} (`warden approvals approve {id}`)",
+        decision.reason,
+        timeout.as_secs()
+    );
+    let approval = match client.wait_for_approval(&id, timeout).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("warden: refused: cannot wait for approval {id}: {e}; nothing was run");
+            return Err(EXIT_NO_DECISION);
+        }
+    };
+    use warden_proto::v1::ApprovalStatus;
+    match approval.status() {
+        ApprovalStatus::Approved => {}
+        ApprovalStatus::Pending => {
+            eprintln!(
+                "warden: refused: approval {id} was not decided within {}s; nothing was run",
+                timeout.as_secs()
+            );
+            return Err(EXIT_REFUSED);
+        }
+        other => {
+            let by = if approval.decided_by.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", approval.decided_by)
+            };
+            eprintln!(
+                "warden: refused: approval {id} is {}{by}{}; nothing was run",
+                other
+                    .as_str_name()
+                    .trim_start_matches("APPROVAL_STATUS_")
+                    .to_ascii_lowercase(),
+                if approval.decision_note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", approval.decision_note)
+                }
+            );
+            return Err(EXIT_REFUSED);
+        }
+    }
+    client.evaluate(action.clone()).await.map_err(|e| {
+        eprintln!("warden: refused: approval {id} was granted but asking again failed: {e}; nothing was run");
+        EXIT_NO_DECISION
+    })
 }
 
 /// The message for a decision that does not let the command run, or `None` to run it.

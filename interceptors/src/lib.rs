@@ -2,6 +2,7 @@
 //! before anything happens. All of them share [`client::DaemonClient`] (deadlines,
 //! fail-closed) and [`client::IdentityArgs`] (daemon address, tenant, agent, session).
 
+mod admin;
 mod client;
 mod exec;
 
@@ -33,11 +34,19 @@ pub struct Cli {
 pub enum Command {
     /// Evaluate a command, then run it with the same argv, stdio and environment.
     Exec(exec::ExecArgs),
+    /// List, approve or deny approval requests.
+    #[command(subcommand)]
+    Approvals(admin::ApprovalsCommand),
+    /// Issue a time-limited, audited override of breakable refusals (`--reason`,
+    /// `--ttl`, and `--agent`, `--session` or `--tenant-wide`); `revoke ID`, `list`.
+    BreakGlass(admin::BreakGlassArgs),
 }
 
 /// Runs a parsed command and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Exec(args) => exec::run(args).await,
+        Command::Approvals(cmd) => admin::approvals(cmd).await,
+        Command::BreakGlass(args) => admin::break_glass(args).await,
     }
 }

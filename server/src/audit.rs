@@ -5,8 +5,8 @@ mod verify;
 mod writer;
 
 pub use record::{
-    AuditRow, GENESIS_HASH, KIND_EVALUATE, KIND_REPORT, KIND_SESSION_CLOSE, KIND_SESSION_OPEN,
-    RecordBody, chain_hash,
+    AuditRow, GENESIS_HASH, KIND_APPROVAL, KIND_BREAK_GLASS, KIND_EVALUATE, KIND_REPORT,
+    KIND_SESSION_CLOSE, KIND_SESSION_OPEN, RecordBody, chain_hash,
 };
 pub use verify::{ChainFailure, Verification, verify};
 pub use writer::{AuditError, AuditWriter, Committed, DEFAULT_MAX_BATCH, WriterTask};

@@ -6,6 +6,11 @@
 //! HTTP/2 connections with `concurrency / connections` requests in flight on each. The
 //! no-op service takes the same request and returns the same response type as
 //! Evaluate, so the baseline pays the same encoding and transport costs.
+//!
+//! `wardend bench engine` (policy evaluation in-process, next to Cedar) lives in
+//! [`engine`].
+
+pub mod engine;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -60,6 +60,17 @@ struct StepFile {
     session: Option<String>,
     /// Act as another agent from this step on.
     agent: Option<String>,
+    /// Approve the approval the last `require_approval` step requested, as this
+    /// approver (`approve: alice`, or `approve: { by: alice, ttl: 10m }`). `expect:
+    /// refused` when the approver may not (the requesting agent).
+    approve: Option<ApproveStep>,
+    /// Deny the approval the last `require_approval` step requested, as this approver.
+    deny_approval: Option<String>,
+    /// Issue a break-glass grant (`{ session: S, ttl: 10m }`; `agent` too, or neither
+    /// for the whole tenant).
+    break_glass: Option<BreakGlassStep>,
+    /// Move the clock forward (`11m`), e.g. past a grant's expiry.
+    advance: Option<String>,
     /// Extra attributes for the action (tags, sensitivity, method, ...).
     #[serde(default)]
     attributes: BTreeMap<String, String>,
@@ -112,6 +123,54 @@ struct ReportStep {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
+enum ApproveStep {
+    By(String),
+    Full {
+        by: String,
+        #[serde(default)]
+        ttl: Option<String>,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakGlassStep {
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    session: Option<String>,
+    ttl: String,
+}
+
+/// Approvals and break-glass grants of one scenario run, kept as the daemon keeps them
+/// (see `service/approvals.rs`), without a database.
+#[derive(Debug, Default)]
+struct Grants {
+    approvals: Vec<OfflineApproval>,
+    /// The approval the last `require_approval` step requested or found pending.
+    last: Option<usize>,
+    break_glass: Vec<OfflineBreakGlass>,
+}
+
+#[derive(Debug)]
+struct OfflineApproval {
+    digest: String,
+    agent: String,
+    /// pending, approved, denied, used.
+    status: &'static str,
+    uses_left: Option<u32>,
+    until: i64,
+}
+
+#[derive(Debug)]
+struct OfflineBreakGlass {
+    agent: Option<String>,
+    session: Option<String>,
+    until: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
@@ -125,6 +184,35 @@ pub struct StepResult {
     pub label: String,
     /// Empty when the step passed.
     pub failure: String,
+    /// The verdict of an action step; `None` for reports, session switches, invalid
+    /// steps and actions refused because the session had ended.
+    pub verdict: Option<Verdict>,
+    /// Rules behind `verdict`; empty when the policy default decided.
+    pub rules: Vec<String>,
+    /// The decision's reason (or why the step could not be judged).
+    pub reason: String,
+}
+
+/// What one step produced, before it is numbered.
+#[derive(Debug, Default)]
+struct StepRun {
+    label: String,
+    /// What did not hold; empty when every expectation held (or none was checked).
+    failure: String,
+    verdict: Option<Verdict>,
+    rules: Vec<String>,
+    reason: String,
+}
+
+/// How a scenario is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `wardend check`: every action step needs `expect`, and every expectation is
+    /// checked.
+    Check,
+    /// Only record what each step decided (`wardend diff`, `wardend certify`):
+    /// expectations are neither required nor checked.
+    Observe,
 }
 
 /// The result of one scenario file.
@@ -175,7 +263,7 @@ pub fn run_files(policy: &Policy, files: &[PathBuf]) -> Vec<ScenarioResult> {
                     .map_err(Clone::clone),
             };
             match chosen {
-                Ok(p) => run_scenario(p, file, &scenario),
+                Ok(p) => run_scenario(p, file, &scenario, Mode::Check),
                 Err(e) => failed(e),
             }
         })
@@ -191,16 +279,50 @@ pub fn profile_policy(name: &str) -> Result<Policy, String> {
     Policy::from_yaml(&format!("profile {name}"), &yaml).map_err(|e| e.to_string())
 }
 
-fn run_scenario(policy: &Policy, file: &Path, s: &ScenarioFile) -> ScenarioResult {
-    let guard = SelfGuard::builtin();
+/// Runs one scenario given as text under `policy`, whatever profile it names, and
+/// records what every step decided; expectations (`expect`, `expect_rule`,
+/// `expect_zone`) are neither required nor checked. `name` stands for the file in the
+/// result. For tools that compare decisions rather than check them (`wardend diff`,
+/// `wardend certify`).
+pub fn run_text(policy: &Policy, name: &Path, text: &str) -> ScenarioResult {
+    match serde_saphyr::from_str::<ScenarioFile>(text) {
+        Ok(scenario) => run_scenario(policy, name, &scenario, Mode::Observe),
+        Err(e) => ScenarioResult {
+            file: name.to_path_buf(),
+            name: name.display().to_string(),
+            policy: String::new(),
+            steps: Vec::new(),
+            error: Some(format!("{}: {}", name.display(), e.without_snippet())),
+        },
+    }
+}
+
+fn run_scenario(policy: &Policy, file: &Path, s: &ScenarioFile, mode: Mode) -> ScenarioResult {
     let mut sessions: HashMap<(String, String), SessionState> = HashMap::new();
     let mut agent = s.agent.clone();
     let mut session = "s1".to_string();
     let mut results = Vec::new();
     // Steps are a second apart, so idle timeouts behave as in a live session.
     let mut now: i64 = 1_700_000_000_000_000;
+    let mut grants = Grants::default();
     for (i, step) in s.steps.iter().enumerate() {
         now += 1_000_000;
+        if let Some(d) = &step.advance {
+            match crate::duration::parse_us(d) {
+                Ok(us) => now = now.saturating_add(us),
+                Err(e) => {
+                    results.push(StepResult {
+                        index: i + 1,
+                        label: "invalid step".into(),
+                        failure: format!("`advance`: {e}"),
+                        verdict: None,
+                        rules: Vec::new(),
+                        reason: e,
+                    });
+                    continue;
+                }
+            }
+        }
         if let Some(a) = &step.agent {
             agent = a.clone();
         }
@@ -210,22 +332,26 @@ fn run_scenario(policy: &Policy, file: &Path, s: &ScenarioFile) -> ScenarioResul
         let state = sessions
             .entry((agent.clone(), session.clone()))
             .or_insert_with(|| SessionState::new(now));
-        let mut result = StepResult {
-            index: i + 1,
-            label: String::new(),
-            failure: String::new(),
+        let ctx = StepContext {
+            agent: &agent,
+            session: &session,
+            now,
+            mode,
         };
-        match run_step(policy, guard, state, step, &agent, &session, now) {
-            Ok((label, failure)) => {
-                result.label = label;
-                result.failure = failure;
-            }
-            Err(e) => {
-                result.label = "invalid step".into();
-                result.failure = e;
-            }
-        }
-        results.push(result);
+        let run = run_step(policy, state, &mut grants, step, &ctx).unwrap_or_else(|e| StepRun {
+            label: "invalid step".into(),
+            failure: e.clone(),
+            reason: e,
+            ..StepRun::default()
+        });
+        results.push(StepResult {
+            index: i + 1,
+            label: run.label,
+            failure: run.failure,
+            verdict: run.verdict,
+            rules: run.rules,
+            reason: run.reason,
+        });
     }
     ScenarioResult {
         file: file.to_path_buf(),
@@ -236,17 +362,32 @@ fn run_scenario(policy: &Policy, file: &Path, s: &ScenarioFile) -> ScenarioResul
     }
 }
 
-/// Runs one step; returns its label and what did not hold (empty when all held).
+/// Runs one step; returns its label, what it decided and what did not hold.
+struct StepContext<'a> {
+    agent: &'a str,
+    session: &'a str,
+    now: i64,
+    mode: Mode,
+}
+
 fn run_step(
     policy: &Policy,
-    guard: &SelfGuard,
     state: &mut SessionState,
+    grants: &mut Grants,
     step: &StepFile,
-    agent: &str,
-    session: &str,
-    now: i64,
-) -> Result<(String, String), String> {
+    ctx: &StepContext<'_>,
+) -> Result<StepRun, String> {
+    let StepContext {
+        agent,
+        session,
+        now,
+        mode,
+    } = *ctx;
+    let checking = mode == Mode::Check;
     let mut problems = Vec::new();
+    if let Some(run) = grant_step(grants, step, ctx)? {
+        return Ok(run);
+    }
     if let Some(r) = &step.report {
         let mut tags: Vec<String> = r.tags.iter().map(|t| t.to_ascii_lowercase()).collect();
         tags.sort();
@@ -260,23 +401,53 @@ fn run_step(
         };
         let (next, _) = session::observe(policy, state, &observation, now);
         *state = next;
-        check_zone(step, state.zone, &mut problems)?;
-        let label = format!("report {:?} {} bytes", r.tags, r.bytes);
-        return Ok((label, problems.join("; ")));
+        if checking {
+            check_zone(step, state.zone, &mut problems)?;
+        }
+        return Ok(StepRun {
+            label: format!("report {:?} {} bytes", r.tags, r.bytes),
+            failure: problems.join("; "),
+            ..StepRun::default()
+        });
     }
     let Some((label, action)) = action_of(step, agent, session)? else {
         // A bare `session:` / `agent:` switch, possibly with a zone expectation.
-        check_zone(step, state.zone, &mut problems)?;
-        let label = format!("session {session} of {agent}");
-        return Ok((label, problems.join("; ")));
+        if checking {
+            check_zone(step, state.zone, &mut problems)?;
+        }
+        return Ok(StepRun {
+            label: format!("session {session} of {agent}"),
+            failure: problems.join("; "),
+            ..StepRun::default()
+        });
     };
     let normalized = normalize::normalize(Some(&action)).map_err(|e| e.to_string())?;
     if let Some(why) = state.ended(policy, now) {
-        return Ok((label, format!("refused: {why}")));
+        let reason = format!("refused: {why}");
+        return Ok(StepRun {
+            label,
+            failure: if checking {
+                reason.clone()
+            } else {
+                String::new()
+            },
+            reason,
+            ..StepRun::default()
+        });
     }
-    let j = session::judge(policy, guard, state, &normalized, now);
+    let j = session::judge(policy, SelfGuard::builtin(), state, &normalized, now);
     *state = j.next;
-    let got = j.outcome.verdict;
+    let (got, how) = grants.apply(&j.outcome, &normalized, policy.version(), now);
+    let run = StepRun {
+        label,
+        failure: String::new(),
+        verdict: Some(got),
+        rules: j.outcome.matched_rules.clone(),
+        reason: format!("{}{how}", j.outcome.reason),
+    };
+    if !checking {
+        return Ok(run);
+    }
     if let Some(expect) = &step.expect {
         let accepted = match expect {
             OneOrMany::One(v) => vec![v.clone()],
@@ -297,7 +468,7 @@ fn run_step(
                 } else {
                     format!("rules {}", j.outcome.matched_rules.join(", "))
                 },
-                j.outcome.reason
+                run.reason
             ));
         }
     } else {
@@ -312,7 +483,173 @@ fn run_step(
         ));
     }
     check_zone(step, state.zone, &mut problems)?;
-    Ok((label, problems.join("; ")))
+    Ok(StepRun {
+        failure: problems.join("; "),
+        ..run
+    })
+}
+
+/// Runs an `approve`, `deny_approval` or `break_glass` step; `None` for other steps.
+fn grant_step(
+    grants: &mut Grants,
+    step: &StepFile,
+    ctx: &StepContext<'_>,
+) -> Result<Option<StepRun>, String> {
+    let now = ctx.now;
+    if let Some(b) = &step.break_glass {
+        let ttl =
+            crate::duration::parse_us(&b.ttl).map_err(|e| format!("`break_glass.ttl`: {e}"))?;
+        grants.break_glass.push(OfflineBreakGlass {
+            agent: b.agent.clone(),
+            session: b.session.clone(),
+            until: now.saturating_add(ttl),
+        });
+        return Ok(Some(StepRun {
+            label: format!(
+                "break-glass {:?} for {}",
+                b.session
+                    .as_deref()
+                    .or(b.agent.as_deref())
+                    .unwrap_or("tenant"),
+                b.ttl
+            ),
+            ..StepRun::default()
+        }));
+    }
+    let (by, grant) = match (&step.approve, &step.deny_approval) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => return Err("a step has one of approve, deny_approval".into()),
+        (Some(ApproveStep::By(by)), None) => (by.clone(), Some(None)),
+        (Some(ApproveStep::Full { by, ttl }), None) => {
+            let ttl = ttl
+                .as_deref()
+                .map(crate::duration::parse_us)
+                .transpose()
+                .map_err(|e| format!("`approve.ttl`: {e}"))?;
+            (by.clone(), Some(ttl))
+        }
+        (None, Some(by)) => (by.clone(), None),
+    };
+    let label = format!(
+        "{} by {by}",
+        if grant.is_some() {
+            "approve"
+        } else {
+            "deny approval"
+        }
+    );
+    let index = grants.last.ok_or("no earlier step asked for approval")?;
+    let a = &mut grants.approvals[index];
+    let outcome = if by.trim().eq_ignore_ascii_case(&a.agent) {
+        Err(format!(
+            "agent {} cannot decide its own approval request",
+            a.agent
+        ))
+    } else if a.status != "pending" || a.until <= now {
+        Err(format!("the approval is {}, not pending", a.status))
+    } else {
+        match grant {
+            Some(None) => {
+                a.status = "approved";
+                a.uses_left = Some(1);
+                a.until = now.saturating_add(crate::service::SINGLE_USE_WINDOW_US);
+            }
+            Some(Some(ttl)) => {
+                a.status = "approved";
+                a.uses_left = None;
+                a.until = now.saturating_add(ttl);
+            }
+            None => a.status = "denied",
+        }
+        Ok(())
+    };
+    let want_refused = match &step.expect {
+        None => false,
+        Some(OneOrMany::One(v)) if v == "refused" => true,
+        Some(OneOrMany::One(v)) if v == "granted" => false,
+        Some(_) => return Err("`expect` of an approve step is granted or refused".into()),
+    };
+    let failure = match (&outcome, want_refused) {
+        (Err(e), false) if ctx.mode == Mode::Check => format!("expected granted, got refused: {e}"),
+        (Ok(()), true) if ctx.mode == Mode::Check => "expected refused, got granted".to_string(),
+        _ => String::new(),
+    };
+    Ok(Some(StepRun {
+        label,
+        failure,
+        reason: outcome.err().unwrap_or_default(),
+        ..StepRun::default()
+    }))
+}
+
+impl Grants {
+    /// What break-glass grants and approvals make of an outcome, as
+    /// `service::approvals::gate` does in the daemon; returns the verdict and what to
+    /// add to the reason.
+    fn apply(
+        &mut self,
+        outcome: &crate::policy::Outcome,
+        action: &normalize::NormalizedAction,
+        policy_version: &str,
+        now: i64,
+    ) -> (Verdict, String) {
+        let mut verdict = outcome.verdict;
+        let mut how = String::new();
+        if let Some(lifted) = outcome.under_break_glass() {
+            let covered = self.break_glass.iter().any(|g| {
+                g.until > now
+                    && g.agent.as_deref().is_none_or(|a| a == action.agent)
+                    && g.session.as_deref().is_none_or(|s| s == action.session)
+            });
+            if covered {
+                verdict = lifted;
+                how = format!("; lifted to {lifted} by break-glass");
+            }
+        }
+        if verdict != Verdict::RequireApproval {
+            return (verdict, how);
+        }
+        let digest = crate::service::approval_digest(action, policy_version);
+        let live = |a: &OfflineApproval| a.digest == digest && a.until > now;
+        if let Some(a) = self
+            .approvals
+            .iter_mut()
+            .find(|a| live(a) && a.status == "approved" && a.uses_left.is_none_or(|n| n > 0))
+        {
+            if let Some(n) = &mut a.uses_left {
+                *n -= 1;
+                if *n == 0 {
+                    a.status = "used";
+                }
+            }
+            return (Verdict::Allow, format!("{how}; allowed by an approval"));
+        }
+        if let Some(i) = self
+            .approvals
+            .iter()
+            .position(|a| live(a) && a.status == "pending")
+        {
+            self.last = Some(i);
+            return (verdict, format!("{how}; waiting for approval"));
+        }
+        if self
+            .approvals
+            .iter()
+            .any(|a| live(a) && a.status == "denied")
+        {
+            return (Verdict::Deny, format!("{how}; the approval was denied"));
+        }
+        self.approvals.push(OfflineApproval {
+            digest,
+            agent: action.agent.clone(),
+            status: "pending",
+            uses_left: None,
+            // The daemon's default --approval-timeout.
+            until: now.saturating_add(3_600_000_000),
+        });
+        self.last = Some(self.approvals.len() - 1);
+        (verdict, format!("{how}; approval requested"))
+    }
 }
 
 fn check_zone(step: &StepFile, zone: Zone, problems: &mut Vec<String>) -> Result<(), String> {
@@ -578,5 +915,51 @@ fn walk(dir: &Path, found: &mut dyn FnMut(&Path)) {
         } else {
             found(&path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCENARIO: &str = "name: t\nprofile: enterprise-safe\nsteps:\n  - exec: npm publish\n  - report: { tags: [pii] }\n  - http: POST https://example.com/x\n    expect: allow\n";
+
+    /// `run_text` runs under the policy it is given, records verdicts and rules, and
+    /// neither needs nor checks expectations.
+    #[test]
+    fn run_text_records_decisions_under_the_given_policy() {
+        let policy = Policy::builtin_default().unwrap();
+        let r = run_text(&policy, Path::new("t.yaml"), SCENARIO);
+        assert!(r.error.is_none(), "{r:?}");
+        assert!(r.policy.starts_with("default ("), "{}", r.policy);
+        assert!(r.steps.iter().all(|s| s.failure.is_empty()), "{r:?}");
+        let verdicts: Vec<_> = r.steps.iter().map(|s| s.verdict).collect();
+        assert_eq!(verdicts, [Some(Verdict::Deny), None, Some(Verdict::Deny)]);
+        assert_eq!(r.steps[0].rules, ["baseline/deny-publish"]);
+        assert_eq!(
+            r.steps[2].rules,
+            ["baseline/deny-egress-from-sensitive-session"]
+        );
+
+        let bad = run_text(&policy, Path::new("bad.yaml"), "name: x\nsteps: 3\n");
+        assert!(bad.error.is_some_and(|e| e.starts_with("bad.yaml: ")));
+    }
+
+    /// `run_files` still checks expectations and records verdicts too.
+    #[test]
+    fn run_files_checks_expectations() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.yaml");
+        std::fs::write(&file, SCENARIO).unwrap();
+        let policy = Policy::builtin_default().unwrap();
+        let r = &run_files(&policy, &[file])[0];
+        assert!(r.policy.starts_with("enterprise-safe ("), "{}", r.policy);
+        assert_eq!(r.steps[0].failure, "an action step needs `expect`");
+        assert_eq!(r.steps[2].verdict, Some(Verdict::Deny));
+        assert!(
+            r.steps[2].failure.starts_with("expected allow, got deny"),
+            "{:?}",
+            r.steps[2]
+        );
     }
 }

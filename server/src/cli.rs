@@ -39,6 +39,15 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Run multi-step scenario files against a policy; exit 1 on any mismatch.
     Check(CheckArgs),
+    /// Compare two policy files by meaning (and scenarios' decisions under both); exit 1
+    /// when they differ.
+    Diff(crate::diff::DiffArgs),
+    /// Score a policy against a built-in attack suite; exit 1 unless every attack is
+    /// refused and every benign control allowed.
+    Certify(crate::certify::CertifyArgs),
+    /// Replay recorded sessions from the audit log through a new policy; exit 1 when
+    /// decisions change.
+    Simulate(crate::simulate::SimulateArgs),
     /// Measure the daemon.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -67,6 +76,27 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "WARDEN_DRAIN_TIMEOUT", default_value_t = 10)]
     pub drain_timeout: u64,
+    /// How often to check the policy file for changes, e.g. `2s`, `1m`; `0` turns
+    /// reload-on-change off (SIGHUP and Admin.ReloadPolicy still work).
+    #[arg(long, env = "WARDEN_POLICY_WATCH", default_value = "2s", value_parser = parse_interval)]
+    pub policy_watch: Duration,
+    /// How long a pending approval waits for an approver, e.g. `1h`, `15m`.
+    #[arg(long, env = "WARDEN_APPROVAL_TIMEOUT", default_value = "1h", value_parser = parse_interval)]
+    pub approval_timeout: Duration,
+    /// File holding the admin token (first line, at least 16 characters, mode 600).
+    /// With it, policy reload and approving need the token and break-glass is on;
+    /// without it break-glass is off.
+    #[arg(long, env = "WARDEN_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// A duration flag: `2s`, `1m`, or `0`.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let us = crate::duration::parse_us(s)?;
+    Ok(Duration::from_micros(u64::try_from(us).unwrap_or(0)))
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +150,9 @@ pub enum PolicyCommand {
 pub enum BenchCommand {
     /// Evaluate with durable audit against a no-op tonic RPC, side by side.
     Evaluate(crate::bench::BenchArgs),
+    /// In-process policy evaluation time, Warden next to Cedar on an equivalent
+    /// 100-rule policy (Cedar with `--features cedar-bench`).
+    Engine(crate::bench::engine::EngineArgs),
 }
 
 /// Runs a parsed command.
@@ -132,6 +165,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 policy: args.policy,
                 migrate: !args.no_migrate,
                 drain_timeout: Duration::from_secs(args.drain_timeout),
+                policy_watch: Some(args.policy_watch).filter(|d| !d.is_zero()),
+                approval_timeout: args.approval_timeout,
+                admin_token_file: args.admin_token_file,
                 ..ServeConfig::default()
             };
             server::run(config, server::shutdown_signal()).await?;
@@ -145,6 +181,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(cmd) => audit_command(cmd).await,
         Command::Check(args) => check_command(args),
+        Command::Diff(args) => Ok(crate::diff::command(&args)),
+        Command::Certify(args) => crate::certify::command(&args),
         Command::Policy(PolicyCommand::Validate { file }) => match Policy::from_file(&file) {
             Ok(policy) => {
                 let profiles = match policy.profiles() {
@@ -168,6 +206,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::evaluate(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Engine(args)) => {
+            crate::bench::engine::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(args) => crate::simulate::run(args).await,
     }
 }
 
@@ -201,7 +244,7 @@ fn check_command(args: CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn open_existing(db: &str) -> anyhow::Result<Store> {
+pub(crate) async fn open_existing(db: &str) -> anyhow::Result<Store> {
     let store = Store::connect(db).await?;
     store.audit_head().await.with_context(|| {
         format!(
@@ -283,19 +326,7 @@ async fn audit_command(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 /// One line of a session timeline.
 fn timeline_line(row: &AuditRow) -> String {
     let b = &row.body;
-    let action: serde_json::Value = serde_json::from_str(&b.action).unwrap_or_default();
-    let what = action
-        .get("command_line")
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            action
-                .get("resource")
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-        })
-        .or_else(|| action.get("tool").and_then(|v| v.as_str()))
-        .unwrap_or("");
+    let what = action_summary(&b.action);
     let when = format_time_us(b.time_us);
     if b.kind == audit::KIND_REPORT {
         let r: serde_json::Value = serde_json::from_str(&b.result).unwrap_or_default();
@@ -344,6 +375,25 @@ fn timeline_line(row: &AuditRow) -> String {
             row.seq, b.channel, b.verdict, b.reason, b.zone
         )
     }
+}
+
+/// What a recorded action was about, as timelines show it: its command line, else its
+/// resource, else its tool.
+pub(crate) fn action_summary(action_json: &str) -> String {
+    let action: serde_json::Value = serde_json::from_str(action_json).unwrap_or_default();
+    action
+        .get("command_line")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            action
+                .get("resource")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| action.get("tool").and_then(|v| v.as_str()))
+        .unwrap_or("")
+        .to_string()
 }
 
 /// RFC 3339 UTC time from microseconds since the epoch.

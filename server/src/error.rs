@@ -45,6 +45,16 @@ pub(crate) enum ApiError {
     SessionEnded(String),
     #[error("{0}")]
     NotFound(String),
+    /// The caller may not do this (an agent approving its own request).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Admin operation without a valid admin token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The operation does not fit the object's state (an approval already decided,
+    /// break-glass not configured).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<ApiError> for Status {
@@ -67,6 +77,9 @@ impl From<ApiError> for Status {
             )),
             ApiError::SessionEnded(m) => Status::failed_precondition(m),
             ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::Forbidden(m) => Status::permission_denied(m),
+            ApiError::Unauthenticated(m) => Status::unauthenticated(m),
+            ApiError::Conflict(m) => Status::failed_precondition(m),
         }
     }
 }

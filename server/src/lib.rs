@@ -5,15 +5,19 @@
 
 pub mod audit;
 pub mod bench;
+pub mod certify;
 pub mod check;
 pub mod cli;
+pub mod diff;
 pub mod duration;
 mod error;
 pub use error::{CAUSE_AUDIT_STORE, CAUSE_KEY};
+mod ids;
 pub mod normalize;
 pub mod policy;
 mod redact;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod simulate;
 pub mod store;

@@ -174,7 +174,22 @@ pub struct Policy {
     rules: Vec<Rule>,
     triggers: Vec<Trigger>,
     internal_hosts: GlobSet,
+    /// The globs `internal_hosts` was built from (profiles' included), sorted and
+    /// deduplicated.
+    internal_host_patterns: Vec<String>,
     idle_timeout_us: Option<i64>,
+}
+
+/// A rule or zone trigger in the canonical form that enters the policy version, for
+/// comparing two policies (`wardend diff`).
+#[derive(Debug, Clone)]
+pub(crate) struct CanonicalItem {
+    pub(crate) id: String,
+    pub(crate) origin: Origin,
+    /// The JSON object hashed into the version: `id`, `decision`, `reason`,
+    /// `unbreakable`, `redact` and `match` for a rule; `id`, `zone`, `reason` and
+    /// `on_action` or `on_result` for a trigger. Absent keys are empty or false.
+    pub(crate) spec: serde_json::Value,
 }
 
 /// What the engine decided for one action.
@@ -191,6 +206,18 @@ pub struct Outcome {
     pub floor: Verdict,
     /// Unbreakable rules behind `floor`.
     pub floor_rules: Vec<String>,
+}
+
+impl Outcome {
+    /// The verdict an active break-glass grant turns this outcome into, or `None` when
+    /// a grant changes nothing: only refusals (deny, require_approval) are lifted, and
+    /// only down to what the `unbreakable` rules alone decide (allow or
+    /// require_approval; an unbreakable redaction or deny is never lifted).
+    pub fn under_break_glass(&self) -> Option<Verdict> {
+        let refused = matches!(self.verdict, Verdict::Deny | Verdict::RequireApproval);
+        let breakable = matches!(self.floor, Verdict::Allow | Verdict::RequireApproval);
+        (refused && breakable && self.floor < self.verdict).then_some(self.floor)
+    }
 }
 
 impl Policy {
@@ -244,6 +271,40 @@ impl Policy {
     /// How long a session may sit idle before it ends, if the policy limits it.
     pub fn idle_timeout_us(&self) -> Option<i64> {
         self.idle_timeout_us
+    }
+
+    /// The decision when no rule matches.
+    pub(crate) fn default_verdict(&self) -> Verdict {
+        self.default
+    }
+
+    /// The `internal_hosts` globs (profiles' included), sorted.
+    pub(crate) fn internal_host_patterns(&self) -> &[String] {
+        &self.internal_host_patterns
+    }
+
+    /// Every rule (profiles' included) in policy order, in canonical form.
+    pub(crate) fn canonical_rules(&self) -> Vec<CanonicalItem> {
+        self.rules
+            .iter()
+            .map(|r| CanonicalItem {
+                id: r.id.clone(),
+                origin: r.origin.clone(),
+                spec: serde_json::to_value(r.spec()).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Every zone trigger (profiles' included) in policy order, in canonical form.
+    pub(crate) fn canonical_triggers(&self) -> Vec<CanonicalItem> {
+        self.triggers
+            .iter()
+            .map(|t| CanonicalItem {
+                id: t.id.clone(),
+                origin: t.origin.clone(),
+                spec: serde_json::to_value(t.spec()).unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The action as this policy's rules see it.

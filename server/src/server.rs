@@ -15,14 +15,15 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use warden_proto::v1::{
-    admin_server::AdminServer, audit_server::AuditServer, decisions_server::DecisionsServer,
-    sessions_server::SessionsServer,
+    admin_server::AdminServer, approvals_server::ApprovalsServer, audit_server::AuditServer,
+    decisions_server::DecisionsServer, sessions_server::SessionsServer,
 };
 
 use crate::audit::{AuditWriter, DEFAULT_MAX_BATCH};
 use crate::policy::{Policy, SelfGuard};
 use crate::service::{
-    AdminService, AuditService, DecisionsService, PolicyHandle, SessionsService, Shared,
+    AdminService, ApprovalsService, AuditService, DecisionsService, PolicyHandle, SessionsService,
+    Settings, Shared,
 };
 use crate::store::Store;
 
@@ -45,6 +46,13 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// Most audit records per group commit.
     pub max_batch: usize,
+    /// How often to look for a changed policy file; `None` turns file watching off.
+    pub policy_watch: Option<Duration>,
+    /// How long a pending approval waits for an approver.
+    pub approval_timeout: Duration,
+    /// File holding the admin token (break-glass; reload and approvals need it too once
+    /// set). `None`: development mode, break-glass off.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -56,6 +64,9 @@ impl Default for ServeConfig {
             migrate: true,
             drain_timeout: Duration::from_secs(10),
             max_batch: DEFAULT_MAX_BATCH,
+            policy_watch: Some(Duration::from_secs(2)),
+            approval_timeout: Duration::from_secs(3_600),
+            admin_token_file: None,
         }
     }
 }
@@ -67,6 +78,32 @@ pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
         None => Policy::builtin_default(),
     };
     policy.map_err(|e| anyhow::anyhow!("invalid policy: {e}"))
+}
+
+/// Reads the admin token: the file's first line, at least 16 bytes. A token file any
+/// user can read is refused; group read is accepted, because that is how Kubernetes
+/// hands a Secret to a non-root container (`fsGroup`, `defaultMode: 0440`).
+fn read_admin_token(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        anyhow::bail!(
+            "the admin token file {} is readable by others (mode {:o}); chmod 600 or 640 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < 16 {
+        anyhow::bail!(
+            "the admin token in {} is shorter than 16 characters",
+            path.display()
+        );
+    }
+    Ok(token)
 }
 
 /// Files an agent must never touch: the daemon's binary and its sibling `warden`, the
@@ -81,6 +118,9 @@ fn self_files(config: &ServeConfig) -> Vec<PathBuf> {
     }
     if let Some(policy) = &config.policy {
         files.push(policy.clone());
+    }
+    if let Some(token) = &config.admin_token_file {
+        files.push(token.clone());
     }
     if let Some(path) = config
         .db
@@ -98,6 +138,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let policy = load_policy(config.policy.as_deref())?;
+    let admin_token = match &config.admin_token_file {
+        Some(path) => Some(read_admin_token(path)?),
+        None => None,
+    };
+    if config.approval_timeout.is_zero() {
+        anyhow::bail!("--approval-timeout must be longer than 0");
+    }
+    let settings = Arc::new(Settings::new(
+        config.approval_timeout,
+        admin_token.as_deref(),
+    ));
     let store = Store::connect(&config.db).await?;
     if config.migrate {
         store
@@ -110,10 +161,18 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
 
-    tracing::warn!(
-        "authentication is not configured: wardend trusts the tenant and agent fields of every request \
-         and lets any caller reload policy (development mode)"
-    );
+    if settings.has_admin_token() {
+        tracing::warn!(
+            "authentication is not configured: wardend trusts the tenant and agent fields of every request; \
+             admin operations (reload, approvals, break-glass) need the admin token"
+        );
+    } else {
+        tracing::warn!(
+            "authentication is not configured: wardend trusts the tenant and agent fields of every request \
+             and lets any caller reload policy and decide approvals (development mode); \
+             break-glass is off until an admin token is configured (--admin-token-file)"
+        );
+    }
     tracing::info!(
         db = store.display_url(),
         backend = store.backend_name(),
@@ -130,8 +189,15 @@ pub async fn run(
         guard: Arc::new(SelfGuard::for_daemon(&self_files(&config))),
         audit,
         store: store.clone(),
+        settings,
     };
-    let sighup = tokio::spawn(reload_on_sighup(policy));
+    let sighup = tokio::spawn(reload_on_sighup(policy.clone()));
+    let watcher = match (&config.policy, config.policy_watch) {
+        (Some(path), Some(every)) => {
+            Some(tokio::spawn(reload_on_change(policy, path.clone(), every)))
+        }
+        _ => None,
+    };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -145,6 +211,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<SessionsServer<SessionsService>>()
+        .await;
+    health_reporter
+        .set_serving::<ApprovalsServer<ApprovalsService>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(warden_proto::FILE_DESCRIPTOR_SET)
@@ -166,6 +235,10 @@ pub async fn run(
         )
         .add_service(
             SessionsServer::new(SessionsService::new(shared.clone()))
+                .max_decoding_message_size(TRANSPORT_MAX_MESSAGE),
+        )
+        .add_service(
+            ApprovalsServer::new(ApprovalsService::new(shared.clone()))
                 .max_decoding_message_size(TRANSPORT_MAX_MESSAGE),
         )
         .add_service(
@@ -210,6 +283,9 @@ pub async fn run(
     // what is queued and stops.
     drop(serve);
     sighup.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     if tokio::time::timeout(drain_timeout, writer.finished())
         .await
         .is_err()
@@ -234,16 +310,64 @@ async fn reload_on_sighup(policy: Arc<PolicyHandle>) {
         return;
     };
     while hup.recv().await.is_some() {
-        let handle = policy.clone();
-        match tokio::task::spawn_blocking(move || handle.reload()).await {
-            Ok(Ok(r)) => {
-                tracing::info!(previous = %r.previous_version, version = %r.version, "policy reloaded (SIGHUP)")
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "policy reload rejected; keeping the previous policy")
-            }
-            Err(e) => tracing::error!(error = %e, "policy reload task failed"),
+        reload_logged(&policy, "SIGHUP").await;
+    }
+}
+
+/// Polls the policy file and reloads when it changes. Polling (rather than inotify)
+/// sees every way a file gets replaced — an editor's rename, `kubectl` swapping a
+/// ConfigMap's `..data` symlink, a network filesystem — at the cost of one to two
+/// intervals of delay. A change is taken once the file has looked the same for one more
+/// interval, so a file caught half-written is not compiled; an invalid file is logged
+/// once and the old policy kept until the file changes again.
+async fn reload_on_change(policy: Arc<PolicyHandle>, path: PathBuf, every: Duration) {
+    let mut seen = file_fingerprint(&path);
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let now = file_fingerprint(&path);
+        if now == seen {
+            continue;
         }
+        // Changed: wait until it holds still for one interval.
+        ticker.tick().await;
+        let settled = file_fingerprint(&path);
+        if settled != now {
+            continue;
+        }
+        seen = settled;
+        if seen.is_none() {
+            tracing::warn!(path = %path.display(), "policy file is gone; keeping the policy in force");
+            continue;
+        }
+        reload_logged(&policy, "file change").await;
+    }
+}
+
+/// What identifies a version of a file without reading it: size, modification time and
+/// inode of what the path resolves to now. `None` when it cannot be read.
+fn file_fingerprint(path: &std::path::Path) -> Option<(u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?, meta.ino()))
+}
+
+/// Reloads the policy off the async threads and logs the outcome.
+async fn reload_logged(policy: &Arc<PolicyHandle>, trigger: &'static str) {
+    let handle = policy.clone();
+    match tokio::task::spawn_blocking(move || handle.reload()).await {
+        Ok(Ok(r)) if r.previous_version == r.version => {
+            tracing::info!(version = %r.version, trigger, "policy re-read; unchanged")
+        }
+        Ok(Ok(r)) => {
+            tracing::info!(previous = %r.previous_version, version = %r.version, trigger, "policy reloaded")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, trigger, "policy reload rejected; keeping the previous policy")
+        }
+        Err(e) => tracing::error!(error = %e, trigger, "policy reload task failed"),
     }
 }
 

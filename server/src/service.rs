@@ -2,6 +2,7 @@
 //! docs/ARCHITECTURE.md: normalize, decide, audit, answer.
 
 mod admin;
+mod approvals;
 mod audit;
 mod decisions;
 mod sessions;
@@ -10,13 +11,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
+use tonic::Request;
 
 use crate::audit::AuditWriter;
+use crate::error::ApiError;
 use crate::policy::{Policy, PolicyError, SelfGuard};
 use crate::store::Store;
 
 pub(crate) use admin::AdminService;
+pub(crate) use approvals::{ApprovalsService, SINGLE_USE_WINDOW_US, approval_digest};
 pub(crate) use audit::AuditService;
 pub(crate) use decisions::DecisionsService;
 pub(crate) use sessions::SessionsService;
@@ -81,6 +86,79 @@ pub(crate) struct Shared {
     pub(crate) guard: Arc<SelfGuard>,
     pub(crate) audit: AuditWriter,
     pub(crate) store: Store,
+    pub(crate) settings: Arc<Settings>,
+}
+
+/// Daemon settings the services read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a pending approval waits for an approver, in microseconds.
+    pub approval_timeout_us: i64,
+    /// SHA-256 of the admin token, when one is configured.
+    admin_token: Option<[u8; 32]>,
+}
+
+impl Settings {
+    pub fn new(approval_timeout: std::time::Duration, admin_token: Option<&str>) -> Settings {
+        Settings {
+            approval_timeout_us: i64::try_from(approval_timeout.as_micros()).unwrap_or(i64::MAX),
+            admin_token: admin_token.map(|t| Sha256::digest(t.as_bytes()).into()),
+        }
+    }
+
+    /// Whether admin operations need the admin token.
+    pub fn has_admin_token(&self) -> bool {
+        self.admin_token.is_some()
+    }
+
+    /// Admin operations (policy reload, approving, denying) need the admin token once
+    /// one is configured; without one the daemon is in development mode and lets any
+    /// caller do them.
+    pub(crate) fn check_admin<T>(&self, request: &Request<T>, what: &str) -> Result<(), ApiError> {
+        match self.admin_token {
+            None => Ok(()),
+            Some(expected) => presented_token_matches(request, &expected).then_some(()).ok_or_else(|| {
+                ApiError::Unauthenticated(format!(
+                    "{what} needs the admin token (`authorization: Bearer <token>`); it was missing or wrong"
+                ))
+            }),
+        }
+    }
+
+    /// Operations that must never run unauthenticated (break-glass): the admin token
+    /// must be configured and presented.
+    pub(crate) fn require_admin<T>(
+        &self,
+        request: &Request<T>,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        if self.admin_token.is_none() {
+            return Err(ApiError::Conflict(format!(
+                "{what} is disabled: wardend has no admin token (start it with --admin-token-file)"
+            )));
+        }
+        self.check_admin(request, what)
+    }
+}
+
+/// Compares the bearer token of `request` with the expected digest in constant time.
+fn presented_token_matches<T>(request: &Request<T>, expected: &[u8; 32]) -> bool {
+    let Some(value) = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(token) = value.strip_prefix("Bearer ") else {
+        return false;
+    };
+    let presented: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    presented
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 /// Microseconds since the Unix epoch.

@@ -5,10 +5,14 @@
 //! Shared state is made correct with transactions and row locks in the database, never
 //! with in-process locks, so several processes on one database stay consistent.
 
+mod approvals;
 mod postgres;
 mod sessions;
 mod sqlite;
 
+pub use approvals::{
+    ApprovalDecision, ApprovalFilter, ApprovalRow, ApprovalStatus, BreakGlassRow, NewApproval,
+};
 pub use sessions::SessionKey;
 
 use std::time::Duration;
@@ -186,6 +190,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "sessions",
         include_str!("../../migrations/sqlite/0002_sessions.sql"),
     ),
+    (
+        3,
+        "approvals and break-glass",
+        include_str!("../../migrations/sqlite/0003_approvals.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (
@@ -197,6 +206,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         2,
         "sessions",
         include_str!("../../migrations/postgres/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "approvals and break-glass",
+        include_str!("../../migrations/postgres/0003_approvals.sql"),
     ),
 ];
 

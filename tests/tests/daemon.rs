@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use prost::Message;
 use warden_proto::v1::{
-    Action, AuditQueryRequest, AuditReplayRequest, AuditVerifyRequest, ReloadPolicyRequest,
-    ReportRequest, ResultMeta, Verdict, admin_client::AdminClient, audit_client::AuditClient,
+    Action, AuditQueryRequest, AuditReplayRequest, AuditVerifyRequest, GetPolicyRequest,
+    ReloadPolicyRequest, ReportRequest, ResultMeta, Verdict, admin_client::AdminClient,
+    audit_client::AuditClient,
 };
 use warden_tests::{
     Backend, Daemon, TestDb, both_backends, evaluate, exec_action, raw, wardend_cli,
@@ -507,7 +508,11 @@ async fn reload_keeps_the_old_policy_when_the_new_one_is_invalid() {
     let deny_curl = "version: 1\ndefault: allow\nrules:\n  - id: no-curl\n    decision: deny\n    reason: no curl here\n    match: { tool: curl }\n";
     std::fs::write(&policy, deny_curl).unwrap();
     let db = TestDb::sqlite().await;
-    let daemon = Daemon::start(&db.url, &["--policy", policy.to_str().unwrap()]);
+    // File watching off: this test is about the explicit triggers.
+    let daemon = Daemon::start(
+        &db.url,
+        &["--policy", policy.to_str().unwrap(), "--policy-watch", "0"],
+    );
     let mut client = daemon.decisions().await;
     let mut admin = AdminClient::new(daemon.channel().await);
     assert_eq!(
@@ -583,6 +588,92 @@ async fn reload_keeps_the_old_policy_when_the_new_one_is_invalid() {
         denied,
         "SIGHUP did not reload the policy; log:\n{}",
         daemon.log()
+    );
+}
+
+/// Polls until `check` holds, up to `secs` seconds.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    secs: u64,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn policy_file_changes_reload_and_bad_files_are_kept_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let deny = |tool: &str| {
+        format!(
+            "version: 1\ndefault: allow\nrules:\n  - id: no-{tool}\n    decision: deny\n    reason: no {tool} here\n    match: {{ tool: {tool} }}\n"
+        )
+    };
+    std::fs::write(&policy, deny("curl")).unwrap();
+    let db = TestDb::sqlite().await;
+    let daemon = Daemon::start(
+        &db.url,
+        &["--policy", policy.to_str().unwrap(), "--policy-watch", "1s"],
+    );
+    let channel = daemon.channel().await;
+    let version = || {
+        let mut admin = AdminClient::new(channel.clone());
+        async move {
+            admin
+                .get_policy(GetPolicyRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .policy_version
+        }
+    };
+    let first = version().await;
+
+    // Replaced the way editors and ConfigMaps do it: a new file renamed over the old.
+    let staged = dir.path().join("policy.yaml.new");
+    std::fs::write(&staged, deny("wget")).unwrap();
+    std::fs::rename(&staged, &policy).unwrap();
+    assert!(
+        eventually(15, || async { version().await != first }).await,
+        "the changed file was not picked up; log:\n{}",
+        daemon.log()
+    );
+    let second = version().await;
+    let mut client = daemon.decisions().await;
+    let d = evaluate(&mut client, exec_action("s", &["wget", "x"])).await;
+    assert_eq!(d.verdict(), Verdict::Deny);
+    assert_eq!(d.policy_version, second);
+    assert_eq!(
+        evaluate(&mut client, exec_action("s", &["curl", "x"]))
+            .await
+            .verdict(),
+        Verdict::Allow
+    );
+
+    // Written in place and invalid: logged with file:line:column, the old policy stays.
+    std::fs::write(
+        &policy,
+        "version: 1\ndefault: allow\nrules:\n  - id: x\n    decision: maybe\n    reason: r\n",
+    )
+    .unwrap();
+    let where_ = format!("{}:5:15", policy.display());
+    assert!(
+        eventually(15, || async { daemon.log().contains(&where_) }).await,
+        "the invalid file was not reported; log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(version().await, second);
+    assert_eq!(
+        evaluate(&mut client, exec_action("s", &["wget", "x"]))
+            .await
+            .verdict(),
+        Verdict::Deny
     );
 }
 

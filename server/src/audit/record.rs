@@ -20,6 +20,11 @@ pub const KIND_REPORT: &str = "report";
 /// A session opened or closed through the Sessions service.
 pub const KIND_SESSION_OPEN: &str = "session_open";
 pub const KIND_SESSION_CLOSE: &str = "session_close";
+/// An approver approved or denied an approval request.
+pub const KIND_APPROVAL: &str = "approval";
+/// A break-glass grant was issued or revoked (its uses are evaluate records that carry
+/// its id).
+pub const KIND_BREAK_GLASS: &str = "break_glass";
 
 /// Everything in a record except its position in the chain.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -715,6 +715,7 @@ fn merge(
         rules,
         triggers,
         internal_hosts: internal_set,
+        internal_host_patterns: internal,
         idle_timeout_us: idle,
     })
 }

@@ -11,6 +11,7 @@ use super::{Shared, now_us};
 use crate::audit::{KIND_EVALUATE, KIND_REPORT, RecordBody};
 use crate::error::ApiError;
 use crate::normalize::{self, NormalizedAction};
+use crate::policy::Verdict;
 use crate::redact;
 use crate::session::{self, Escalation, Observation, SessionState, Zone};
 use crate::store::SessionKey;
@@ -49,22 +50,31 @@ impl DecisionsService {
             })
             .await?;
         let (outcome, escalations, zone) = judgement;
-        let reason = explain(&outcome.reason, &escalations);
-        // 4. Audit; the decision exists only once its record is committed.
+        // 4. Break-glass grants and approvals may change a refusal (see `gate`).
+        let gated = super::approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
+        let reason = explain(&gated.reason, &escalations);
+        // 5. Audit; the decision exists only once its record is committed.
         let body = RecordBody {
             time_us: now,
             kind: KIND_EVALUATE.into(),
-            verdict: outcome.verdict.as_str().into(),
+            verdict: gated.verdict.as_str().into(),
             rule_ids: outcome.matched_rules.clone(),
             reason: reason.clone(),
             policy_version: policy.version().into(),
             zone: zone.as_str().into(),
+            approval_id: gated.approval_id.clone(),
+            break_glass_id: gated.break_glass_id.clone(),
             ..identity_body(&action)
         };
         let committed = self.shared.audit.append(body).await?;
-        // 5. Answer.
+        // 6. Answer.
+        let redactions = if gated.verdict == Verdict::AllowWithRedaction {
+            outcome.redactions
+        } else {
+            Vec::new()
+        };
         Ok(Decision {
-            verdict: outcome.verdict.to_proto().into(),
+            verdict: gated.verdict.to_proto().into(),
             matched_rules: outcome.matched_rules,
             reason,
             policy_version: policy.version().into(),
@@ -73,8 +83,9 @@ impl DecisionsService {
                 seq: committed.seq,
                 hash: committed.hash,
             }),
-            redactions: outcome
-                .redactions
+            approval_id: gated.approval_id,
+            break_glass_id: gated.break_glass_id,
+            redactions: redactions
                 .into_iter()
                 .map(|r| warden_proto::v1::Redaction {
                     rule_id: r.rule_id,

@@ -1,9 +1,6 @@
 //! `warden.v1.Sessions`: open, close and inspect sessions. Opening and closing are
 //! audited like decisions.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 use warden_proto::v1::{
     CloseSessionRequest, GetSessionRequest, OpenSessionRequest, SessionInfo, SessionRef,
@@ -21,9 +18,6 @@ pub(crate) struct SessionsService {
     shared: Shared,
 }
 
-/// Makes generated session ids unique within the process.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
 impl SessionsService {
     pub(crate) fn new(shared: Shared) -> Self {
         SessionsService { shared }
@@ -32,7 +26,7 @@ impl SessionsService {
     async fn open(&self, r: Option<SessionRef>) -> Result<SessionInfo, ApiError> {
         let mut key = key(r.as_ref())?;
         if r.as_ref().is_none_or(|r| r.session.trim().is_empty()) {
-            key.session = generated_id();
+            key.session = crate::ids::new_id("s");
         }
         let policy = self.shared.policy.current();
         let now = now_us();
@@ -124,15 +118,6 @@ fn key(r: Option<&SessionRef>) -> Result<SessionKey, ApiError> {
         agent: identity("session.agent", &r.agent)?,
         session: identity("session.session", &r.session)?,
     })
-}
-
-/// A unique, unguessable-enough session id (ids are names, not secrets).
-fn generated_id() -> String {
-    let mut h = Sha256::new();
-    h.update(now_us().to_be_bytes());
-    h.update(std::process::id().to_be_bytes());
-    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    format!("s-{}", &hex::encode(h.finalize())[..24])
 }
 
 fn info(
