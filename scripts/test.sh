@@ -52,5 +52,9 @@ psql "$WARDEN_TEST_PG" -qtAc 'select 1' >/dev/null || {
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Again with `wardend bench engine`'s Cedar side (feature cedar-bench, never in the
+# default build). Same package selection, so only cedar-policy's crates (~1 min of
+# check builds) and the crates that depend on warden-server are checked anew.
+cargo clippy --workspace --all-targets --features warden-server/cedar-bench --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

@@ -214,8 +214,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Opens a database that must already hold Warden's schema (offline tools never create
-/// or migrate one behind the operator's back).
+/// `wardend check`: exit 0 when every scenario passes, 1 on a mismatch, 2 when the
+/// check cannot run.
 fn check_command(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let policy = match server::load_policy(args.policy.as_deref()) {
         Ok(p) => p,
@@ -244,6 +244,8 @@ fn check_command(args: CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Opens a database that must already hold Warden's schema (offline tools never create
+/// or migrate one behind the operator's back).
 pub(crate) async fn open_existing(db: &str) -> anyhow::Result<Store> {
     let store = Store::connect(db).await?;
     store.audit_head().await.with_context(|| {

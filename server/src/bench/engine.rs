@@ -42,12 +42,17 @@ use crate::session::Zone;
 
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// Measured passes over the workload, per engine (passes of the engines alternate).
+    /// Measured passes over the workload, per engine.
     #[arg(long, default_value_t = 100)]
     pub rounds: usize,
     /// Unmeasured passes before them.
     #[arg(long, default_value_t = 5)]
     pub warmup: usize,
+    /// Passes each engine runs before the next engine takes over (the engines alternate
+    /// block by block, so drift in the machine's speed hits both; 1 alternates every
+    /// pass, which leaves each pass starting with caches the other engine filled).
+    #[arg(long, default_value_t = 10)]
+    pub block: usize,
     /// Also write the generated policies here (bench-100.yaml, bench-100.cedar).
     #[arg(long)]
     pub write_policies: Option<PathBuf>,
@@ -121,6 +126,32 @@ fn figures(samples: &mut [u64]) -> Figures {
     }
 }
 
+/// Warden's samples grouped by the channel of their action (samples come in passes
+/// over the workload, in workload order).
+fn by_channel(bench: &Bench, samples: &[u64]) -> Vec<(&'static str, usize, Figures)> {
+    let n = bench.actions.len().max(1);
+    let mut groups: BTreeMap<&'static str, (usize, Vec<u64>)> = BTreeMap::new();
+    for a in &bench.actions {
+        groups.entry(group(a)).or_default().0 += 1;
+    }
+    for (k, ns) in samples.iter().enumerate() {
+        if let Some(a) = bench.actions.get(k % n) {
+            groups.entry(group(a)).or_default().1.push(*ns);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(name, (count, mut ns))| (name, count, figures(&mut ns)))
+        .collect()
+}
+
+fn group(a: &NormalizedAction) -> &'static str {
+    match a.channel.as_str() {
+        "mcp" | "sdk" => "mcp/sdk",
+        other => other,
+    }
+}
+
 /// Times `f` once per workload action, appending nanoseconds to `samples` when `keep`.
 fn pass(n: usize, keep: bool, samples: &mut Vec<u64>, mut f: impl FnMut(usize)) {
     for i in 0..n {
@@ -163,6 +194,9 @@ pub fn run(args: &EngineArgs) -> anyhow::Result<()> {
         std::fs::write(&cedar, text).with_context(|| format!("writing {}", cedar.display()))?;
         println!("wrote {} and {}", yaml.display(), cedar.display());
     }
+    if cfg!(debug_assertions) {
+        println!("note: a debug build; the figures mean something only in a release build");
+    }
     let n = bench.actions.len();
     let mut by_verdict: BTreeMap<String, usize> = BTreeMap::new();
     for a in &bench.actions {
@@ -177,7 +211,7 @@ pub fn run(args: &EngineArgs) -> anyhow::Result<()> {
     println!(
         "wardend bench engine: {}-rule policy (version {}), {n} distinct actions, session zone {ZONE} with session tags [{}]",
         bench.policy.rule_count(),
-        &bench.policy.version()[..12],
+        bench.policy.version().get(..12).unwrap_or_default(),
         SESSION_TAGS.join(", ")
     );
     println!(
@@ -190,7 +224,7 @@ pub fn run(args: &EngineArgs) -> anyhow::Result<()> {
     );
 
     #[cfg(feature = "cedar-bench")]
-    let cedar = cedar_side(&bench)?;
+    let (cedar_engine, cedar_requests) = cedar_side(&bench)?;
 
     // Timer overhead: an empty measured call.
     let mut empty = Vec::with_capacity(n * args.rounds);
@@ -198,35 +232,69 @@ pub fn run(args: &EngineArgs) -> anyhow::Result<()> {
     let mut warden_raw = Vec::with_capacity(n * args.rounds);
     #[cfg(feature = "cedar-bench")]
     let mut cedar_ns = Vec::with_capacity(n * args.rounds);
-    for round in 0..args.warmup + args.rounds {
-        let keep = round >= args.warmup;
-        pass(n, keep, &mut empty, |i| {
-            black_box(i);
-        });
-        pass(n, keep, &mut warden, |i| {
-            black_box(bench.warden(black_box(&bench.actions[i])));
-        });
-        pass(n, keep, &mut warden_raw, |i| {
-            black_box(bench.warden_raw(black_box(&bench.raw[i])));
-        });
+    let total = args.warmup + args.rounds;
+    let block = args.block.max(1);
+    for first in (0..total).step_by(block) {
+        let rounds = first..(first + block).min(total);
+        let keep = |round: usize| round >= args.warmup;
+        for round in rounds.clone() {
+            pass(n, keep(round), &mut empty, |i| {
+                black_box(i);
+            });
+        }
+        for round in rounds.clone() {
+            pass(n, keep(round), &mut warden, |i| {
+                black_box(bench.warden(black_box(&bench.actions[i])));
+            });
+        }
+        for round in rounds.clone() {
+            pass(n, keep(round), &mut warden_raw, |i| {
+                black_box(bench.warden_raw(black_box(&bench.raw[i])));
+            });
+        }
         #[cfg(feature = "cedar-bench")]
-        pass(n, keep, &mut cedar_ns, |i| {
-            black_box(cedar.0.is_authorized(black_box(&cedar.1[i])));
-        });
+        for round in rounds.clone() {
+            pass(n, keep(round), &mut cedar_ns, |i| {
+                black_box(cedar_engine.is_authorized(black_box(&cedar_requests[i])));
+            });
+        }
     }
     let empty = figures(&mut empty);
+    let per_channel = by_channel(&bench, &warden);
     let warden = figures(&mut warden);
     let warden_raw = figures(&mut warden_raw);
     println!(
-        "{} rounds x {n} actions per engine, rounds interleaved, {} warm-up rounds; every sample includes the timer (~{:.0} ns, p50 of an empty call)",
+        "{} passes x {n} actions per engine after {} warm-up passes, engines alternating every {block} passes; every sample includes the timer (~{:.0} ns, p50 of an empty call)",
         args.rounds, args.warmup, empty.p50
+    );
+    println!(
+        "timed: Warden Policy::context (egress, tags, self-protection) + Policy::decide (all rules, verdict, rule ids, reason) on a normalized action; the second line adds normalize() of the raw Action"
+    );
+    #[cfg(feature = "cedar-bench")]
+    println!(
+        "timed: Cedar Authorizer::is_authorized on a prebuilt Request (context from Warden's normalization) with empty Entities; not timed: building requests, reading Warden's verdict from the determining policies"
     );
     row("Warden  context + decide", &warden);
     row("Warden  normalize + context + decide", &warden_raw);
+    for (channel, count, f) in &per_channel {
+        row(
+            &format!("  context + decide, {channel} ({count} actions)"),
+            f,
+        );
+    }
     #[cfg(feature = "cedar-bench")]
     {
         let cedar = figures(&mut cedar_ns);
         row("Cedar   is_authorized (request prebuilt)", &cedar);
+        // What Cedar pays per request whatever the policies: the default permit alone.
+        let baseline = cedar::CedarEngine::new(&[])?;
+        let mut fixed = Vec::with_capacity(n * 10);
+        for round in 0..10 {
+            pass(n, round > 0, &mut fixed, |i| {
+                black_box(baseline.is_authorized(black_box(&cedar_requests[i])));
+            });
+        }
+        row("  is_authorized, default permit only", &figures(&mut fixed));
         println!(
             "Warden / Cedar (context + decide vs is_authorized): p50 {:.1} %, p99 {:.1} %, mean {:.1} %  (Cedar takes {:.1}x / {:.1}x / {:.1}x as long)",
             100.0 * warden.p50 / cedar.p50.max(1.0),

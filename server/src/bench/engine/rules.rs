@@ -311,29 +311,24 @@ fn cedar_policy(r: &BenchRule) -> String {
                     ),
                 }
             }
-            Tool(v) => when.push(any(v
-                .iter()
-                .flat_map(|p| [matches("context.tool", p), matches("context.program", p)]))),
+            Tool(v) => when.push(matching(&["context.tool", "context.program"], v)),
             Operation(v) => when.push(one_of("context.operation", v)),
-            Resource(v) => when.push(any(v
-                .iter()
-                .map(|p| matches("context.resource", &path_glob_to_like(p))))),
-            ResourceRegex(_, likes) => {
-                when.push(any(likes.iter().map(|p| matches("context.resource", p))))
+            Resource(v) => {
+                let likes: Vec<String> = v.iter().map(|p| path_glob_to_like(p)).collect();
+                let likes: Vec<&str> = likes.iter().map(String::as_str).collect();
+                when.push(matching(&["context.resource"], &likes))
             }
-            Command(v) => when.push(any(v.iter().map(|p| matches("context.command", p)))),
-            CommandRegex(_, likes) => {
-                when.push(any(likes.iter().map(|p| matches("context.command", p))))
-            }
+            ResourceRegex(_, likes) => when.push(matching(&["context.resource"], likes)),
+            Command(v) | CommandRegex(_, v) => when.push(matching(&["context.command"], v)),
             Hosts(v) => when.push(format!("context.hosts.containsAny({})", set(v))),
-            HostGlob(v) => when.push(any(v.iter().map(|p| matches("context.host", p)))),
+            HostGlob(v) => when.push(matching(&["context.host"], v)),
             Egress(e) => when.push(format!("context.egress == \"{e}\"")),
             Sensitivity(v) => when.push(one_of("context.sensitivity", v)),
             Tags(v) => when.push(format!("context.tags.containsAny({})", set(v))),
             SessionTags(v) => when.push(format!("context.session_tags.containsAny({})", set(v))),
             Zone(v) => when.push(one_of("context.zone", v)),
             ZoneAtLeast(z) => when.push(format!("context.zone_level >= {}", zone_level(z))),
-            Agent(v) => when.push(any(v.iter().map(|p| matches("context.agent", p)))),
+            Agent(v) => when.push(matching(&["context.agent"], v)),
             Tenant(v) => when.push(one_of("context.tenant", v)),
             Facts(v) => when.push(format!("context.facts.containsAny({})", set(v))),
             Args(groups) => {
@@ -351,17 +346,17 @@ fn cedar_policy(r: &BenchRule) -> String {
     text
 }
 
-/// `field like "p"`, or `field == "p"` for a pattern without wildcards.
-fn matches(field: &str, pattern: &str) -> String {
-    if pattern.contains('*') {
-        format!("{field} like \"{pattern}\"")
-    } else {
-        format!("{field} == \"{pattern}\"")
+/// Any of `fields` matches any of `patterns`, written as a Cedar author would: exact
+/// values as `==` or one set's `contains`, wildcard patterns as `like`.
+fn matching(fields: &[&str], patterns: &[&str]) -> String {
+    let (likes, exact): (Vec<&str>, Vec<&str>) = patterns.iter().partition(|p| p.contains('*'));
+    let mut parts = Vec::new();
+    for field in fields {
+        if !exact.is_empty() {
+            parts.push(one_of(field, &exact));
+        }
+        parts.extend(likes.iter().map(|p| format!("{field} like \"{p}\"")));
     }
-}
-
-fn any(parts: impl Iterator<Item = String>) -> String {
-    let parts: Vec<String> = parts.collect();
     match parts.as_slice() {
         [one] => one.clone(),
         _ => format!("({})", parts.join(" || ")),
