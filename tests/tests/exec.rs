@@ -149,7 +149,9 @@ async fn denied_commands_never_start() {
     );
 
     // The default policy's own denial.
-    let daemon2 = Daemon::start(&TestDb::sqlite().await.url, &[]);
+    // The database must outlive the daemon (a dropped TestDb deletes its file).
+    let db2 = TestDb::sqlite().await;
+    let daemon2 = Daemon::start(&db2.url, &[]);
     let out = exec(&daemon2.addr.to_string(), &["rm", "-rf", "/"]);
     assert_eq!(out.status.code(), Some(126));
     assert!(text(&out.stderr).contains("deny-recursive-delete-of-root-or-home"));

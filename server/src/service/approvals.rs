@@ -113,8 +113,8 @@ pub(crate) async fn gate(
         .iter()
         .find(|a| a.status_at(now) == ApprovalStatus::Pending)
     {
+        // The id travels in Decision.approval_id and the record's approval_id.
         gated.approval_id = pending.id.clone();
-        gated.reason = format!("{}; waiting for approval {}", gated.reason, pending.id);
         return Ok(gated);
     }
     if let Some(denied) = known
@@ -150,7 +150,6 @@ pub(crate) async fn gate(
             expires_us: now.saturating_add(shared.settings.approval_timeout_us),
         })
         .await?;
-    gated.reason = format!("{}; approval {id} requested", gated.reason);
     gated.approval_id = id;
     Ok(gated)
 }
