@@ -87,6 +87,19 @@ fn admin<T>(message: T) -> Request<T> {
     r
 }
 
+/// Every audit record so far.
+async fn all_records(daemon: &Daemon) -> Vec<warden_proto::v1::AuditRecord> {
+    AuditClient::new(daemon.channel().await)
+        .query(AuditQueryRequest {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records
+}
+
 fn approve(id: &str, approver: &str, ttl_seconds: u64) -> ApproveRequest {
     ApproveRequest {
         id: id.into(),
@@ -225,16 +238,7 @@ async fn approvals_are_bound_single_use_and_not_self_approvable(kind: Backend) {
     }
 
     // Every approver decision is in the audit log, and the chain holds.
-    let mut audit = AuditClient::new(daemon.channel().await);
-    let records = audit
-        .query(AuditQueryRequest {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .records;
+    let records = all_records(&daemon).await;
     let decisions: Vec<_> = records.iter().filter(|r| r.kind == "approval").collect();
     assert_eq!(decisions.len(), 3, "{decisions:?}");
     assert!(
@@ -250,7 +254,7 @@ async fn approvals_are_bound_single_use_and_not_self_approvable(kind: Backend) {
         .unwrap();
     assert_eq!(allowed_record.approval_id, id);
     assert_eq!(allowed_record.verdict, "allow");
-    let verify = audit
+    let verify = AuditClient::new(daemon.channel().await)
         .verify(AuditVerifyRequest {})
         .await
         .unwrap()
@@ -417,16 +421,7 @@ async fn break_glass_is_scoped_expiring_revocable_and_audited(kind: Backend) {
     );
 
     // Audited: two issues, one revocation, three uses.
-    let mut audit = AuditClient::new(daemon.channel().await);
-    let records = audit
-        .query(AuditQueryRequest {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .records;
+    let records = all_records(&daemon).await;
     let issued: Vec<_> = records.iter().filter(|r| r.kind == "break_glass").collect();
     assert_eq!(issued.len(), 3, "{issued:?}");
     assert!(issued[0].reason.contains("issued by oncall"));
