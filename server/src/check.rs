@@ -538,7 +538,20 @@ fn grant_step(
             "deny approval"
         }
     );
-    let index = grants.last.ok_or("no earlier step asked for approval")?;
+    let Some(index) = grants.last else {
+        // Under another policy (diff, certify) nothing may have asked: not an error.
+        let nothing = "no earlier step asked for approval".to_string();
+        return Ok(Some(StepRun {
+            label,
+            failure: if ctx.mode == Mode::Check {
+                nothing.clone()
+            } else {
+                String::new()
+            },
+            reason: nothing,
+            ..StepRun::default()
+        }));
+    };
     let a = &mut grants.approvals[index];
     let outcome = if by.trim().eq_ignore_ascii_case(&a.agent) {
         Err(format!(
@@ -943,6 +956,25 @@ mod tests {
 
         let bad = run_text(&policy, Path::new("bad.yaml"), "name: x\nsteps: 3\n");
         assert!(bad.error.is_some_and(|e| e.starts_with("bad.yaml: ")));
+    }
+
+    /// An approval step with nothing to approve fails `wardend check` but is not an error
+    /// when another policy is observed (diff, certify): that policy did not ask.
+    #[test]
+    fn approving_nothing_fails_check_only() {
+        let text = "name: t\nsteps:\n  - exec: ls\n    expect: allow\n  - approve: alice\n";
+        let policy = Policy::builtin_default().unwrap();
+        let observed = run_text(&policy, Path::new("t.yaml"), text);
+        assert!(observed.passed(), "{observed:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.yaml");
+        std::fs::write(&file, text).unwrap();
+        let checked = &run_files(&policy, &[file])[0];
+        assert!(!checked.passed());
+        assert_eq!(
+            checked.steps[1].failure,
+            "no earlier step asked for approval"
+        );
     }
 
     /// `run_files` still checks expectations and records verdicts too.
