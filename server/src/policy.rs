@@ -22,7 +22,7 @@ use globset::GlobSet;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::normalize::{Egress, NormalizedAction};
+use crate::normalize::{Channel, Egress, NormalizedAction};
 use crate::session::{Escalation, Observation, SessionState, Zone};
 use conditions::Conditions;
 pub use conditions::Subject;
@@ -172,6 +172,9 @@ pub struct Policy {
     /// Built-in profiles included, sorted.
     profiles: Vec<String>,
     rules: Vec<Rule>,
+    /// For each channel (indexed by `Channel as usize`), the rules that can match it,
+    /// in policy order: `decide` never looks at a rule for another channel.
+    by_channel: [Vec<usize>; Channel::ALL.len()],
     triggers: Vec<Trigger>,
     internal_hosts: GlobSet,
     /// The globs `internal_hosts` was built from (profiles' included), sorted and
@@ -362,7 +365,8 @@ impl Policy {
         let mut floor = Verdict::Allow;
         let mut floor_rules: Vec<&Rule> = Vec::new();
         let mut redactions = Vec::new();
-        for rule in &self.rules {
+        let candidates = &self.by_channel[s.action.channel as usize];
+        for rule in candidates.iter().map(|&i| &self.rules[i]) {
             if !rule.conditions.matches(s, zone, session_tags) {
                 continue;
             }

@@ -705,6 +705,19 @@ fn merge(
         message: format!("`internal_hosts`: {e}"),
     })?;
     let version = canonical_version(default, &profiles, &internal, idle, &rules, &triggers);
+    let by_channel = Channel::ALL.map(|channel| {
+        rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.conditions
+                    .channel
+                    .as_ref()
+                    .is_none_or(|cs| cs.contains(&channel))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    });
     Ok(Policy {
         version,
         name,
@@ -713,6 +726,7 @@ fn merge(
         default,
         profiles,
         rules,
+        by_channel,
         triggers,
         internal_hosts: internal_set,
         internal_host_patterns: internal,
