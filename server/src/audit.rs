@@ -6,7 +6,7 @@ mod writer;
 
 pub use record::{
     AuditRow, GENESIS_HASH, KIND_APPROVAL, KIND_BREAK_GLASS, KIND_EVALUATE, KIND_REPORT,
-    KIND_SESSION_CLOSE, KIND_SESSION_OPEN, RecordBody, chain_hash,
+    KIND_REPORT_REJECTED, KIND_SESSION_CLOSE, KIND_SESSION_OPEN, RecordBody, chain_hash,
 };
 pub use verify::{ChainFailure, Verification, verify};
 pub use writer::{AuditError, AuditWriter, Committed, DEFAULT_MAX_BATCH, WriterTask};

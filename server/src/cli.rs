@@ -88,6 +88,23 @@ pub struct ServeArgs {
     /// without it break-glass is off.
     #[arg(long, env = "WARDEN_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Wait before an alert's second delivery attempt, e.g. `1s` or `250ms`; each
+    /// further attempt waits twice as long.
+    #[arg(long, env = "WARDEN_ALERT_RETRY_BASE", default_value = "1s", value_parser = parse_alert_interval)]
+    pub alert_retry_base: Duration,
+    /// Longest wait between two delivery attempts of an alert.
+    #[arg(long, env = "WARDEN_ALERT_RETRY_MAX", default_value = "5m", value_parser = parse_alert_interval)]
+    pub alert_retry_max: Duration,
+    /// Delivery attempts before an alert is given up (marked failed and logged).
+    #[arg(long, env = "WARDEN_ALERT_MAX_ATTEMPTS", default_value_t = 24)]
+    pub alert_max_attempts: u32,
+    /// How often to look for alerts due for delivery (retries, and alerts queued by
+    /// other replicas); alerts this daemon queues are sent at once.
+    #[arg(long, env = "WARDEN_ALERT_POLL", default_value = "1s", value_parser = parse_alert_interval)]
+    pub alert_poll: Duration,
+    /// How long delivered and failed alerts stay in the outbox, e.g. `7d`.
+    #[arg(long, env = "WARDEN_ALERT_RETENTION", default_value = "7d", value_parser = parse_alert_interval)]
+    pub alert_retention: Duration,
 }
 
 /// A duration flag: `2s`, `1m`, or `0`.
@@ -97,6 +114,18 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     }
     let us = crate::duration::parse_us(s)?;
     Ok(Duration::from_micros(u64::try_from(us).unwrap_or(0)))
+}
+
+/// An alert timing flag: a duration as [`parse_interval`] reads it, or milliseconds
+/// such as `250ms`.
+fn parse_alert_interval(s: &str) -> Result<Duration, String> {
+    match s.trim().strip_suffix("ms") {
+        Some(ms) => ms
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("duration {s:?}: expected a number of milliseconds")),
+        None => parse_interval(s),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +197,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 policy_watch: Some(args.policy_watch).filter(|d| !d.is_zero()),
                 approval_timeout: args.approval_timeout,
                 admin_token_file: args.admin_token_file,
+                alerts: crate::alerts::AlertConfig {
+                    retry_base: args.alert_retry_base,
+                    retry_max: args.alert_retry_max,
+                    max_attempts: args.alert_max_attempts,
+                    poll: args.alert_poll,
+                    retention: args.alert_retention,
+                    ..Default::default()
+                },
                 ..ServeConfig::default()
             };
             server::run(config, server::shutdown_signal()).await?;

@@ -3,6 +3,7 @@
 //! Start at [`server::run`] for the daemon, [`service`] for the request path and
 //! docs/ARCHITECTURE.md for the walk from socket to audit row.
 
+pub mod alerts;
 pub mod audit;
 pub mod bench;
 pub mod certify;

@@ -7,6 +7,8 @@
 //! policies through a `tokio::sync::watch` channel, so a request that started on one
 //! policy finishes on it.
 
+pub mod alerts;
+pub mod budgets;
 mod compile;
 mod conditions;
 mod model;
@@ -24,6 +26,8 @@ use sha2::{Digest, Sha256};
 
 use crate::normalize::{Channel, Egress, NormalizedAction};
 use crate::session::{Escalation, Observation, SessionState, Zone};
+pub use alerts::{AlertEventKind, AlertFormat, AlertRoute};
+pub use budgets::{Budget, Metric, Price, Scope, Window};
 use conditions::Conditions;
 pub use conditions::Subject;
 pub use profiles::{PROFILES, ProfileInfo};
@@ -176,6 +180,10 @@ pub struct Policy {
     /// in policy order: `decide` never looks at a rule for another channel.
     by_channel: [Vec<usize>; Channel::ALL.len()],
     triggers: Vec<Trigger>,
+    /// Webhook routes (`alerts:`), in policy order.
+    alerts: Vec<AlertRoute>,
+    budgets: Vec<Budget>,
+    prices: Vec<Price>,
     internal_hosts: GlobSet,
     /// The globs `internal_hosts` was built from (profiles' included), sorted and
     /// deduplicated.
@@ -269,6 +277,34 @@ impl Policy {
     /// Built-in profiles the policy includes (directly or through other profiles), sorted.
     pub fn profiles(&self) -> &[String] {
         &self.profiles
+    }
+
+    /// The alert routes, in policy order.
+    pub fn alerts(&self) -> &[AlertRoute] {
+        &self.alerts
+    }
+
+    /// Every budget, in policy order.
+    pub fn budgets(&self) -> &[Budget] {
+        &self.budgets
+    }
+
+    /// The budgets an action counts against (their `match` holds).
+    pub fn budgets_for(
+        &self,
+        s: &Subject<'_>,
+        zone: Zone,
+        session_tags: &BTreeSet<String>,
+    ) -> Vec<&Budget> {
+        self.budgets
+            .iter()
+            .filter(|b| b.conditions.matches(s, zone, session_tags))
+            .collect()
+    }
+
+    /// The price of `model` from the price table (first matching line).
+    pub fn price(&self, model: &str) -> Option<&Price> {
+        self.prices.iter().find(|p| p.matcher.is_match(model))
     }
 
     /// How long a session may sit idle before it ends, if the policy limits it.
@@ -441,6 +477,8 @@ fn canonical_version(
     idle_timeout_us: Option<i64>,
     rules: &[Rule],
     triggers: &[Trigger],
+    budgets: &[Budget],
+    prices: &[Price],
 ) -> String {
     #[derive(Serialize)]
     struct Canonical<'a> {
@@ -451,6 +489,11 @@ fn canonical_version(
         idle_timeout_us: Option<i64>,
         rules: Vec<RuleSpec<'a>>,
         zone_triggers: Vec<triggers::TriggerSpec<'a>>,
+        // Left out when empty, so policies without them keep their version.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        budgets: Vec<budgets::BudgetSpec<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        prices: Vec<budgets::PriceSpec<'a>>,
     }
     let canonical = Canonical {
         format: 2,
@@ -460,6 +503,8 @@ fn canonical_version(
         idle_timeout_us,
         rules: rules.iter().map(Rule::spec).collect(),
         zone_triggers: triggers.iter().map(Trigger::spec).collect(),
+        budgets: budgets.iter().map(Budget::spec).collect(),
+        prices: prices.iter().map(Price::spec).collect(),
     };
     // Serializing plain strings, vectors and enums cannot fail.
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();

@@ -16,14 +16,16 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use warden_proto::v1::{
     admin_server::AdminServer, approvals_server::ApprovalsServer, audit_server::AuditServer,
-    decisions_server::DecisionsServer, sessions_server::SessionsServer,
+    budgets_server::BudgetsServer, decisions_server::DecisionsServer,
+    sessions_server::SessionsServer,
 };
 
+use crate::alerts::{AlertConfig, Alerts};
 use crate::audit::{AuditWriter, DEFAULT_MAX_BATCH};
 use crate::policy::{Policy, SelfGuard};
 use crate::service::{
-    AdminService, ApprovalsService, AuditService, DecisionsService, PolicyHandle, SessionsService,
-    Settings, Shared,
+    AdminService, ApprovalsService, AuditService, BudgetsService, DecisionsService, PolicyHandle,
+    SessionsService, Settings, Shared,
 };
 use crate::store::Store;
 
@@ -53,6 +55,8 @@ pub struct ServeConfig {
     /// File holding the admin token (break-glass; reload and approvals need it too once
     /// set). `None`: development mode, break-glass off.
     pub admin_token_file: Option<PathBuf>,
+    /// Alert delivery: retries, backoff, polling and retention of the outbox.
+    pub alerts: AlertConfig,
 }
 
 impl Default for ServeConfig {
@@ -67,6 +71,7 @@ impl Default for ServeConfig {
             policy_watch: Some(Duration::from_secs(2)),
             approval_timeout: Duration::from_secs(3_600),
             admin_token_file: None,
+            alerts: AlertConfig::default(),
         }
     }
 }
@@ -145,6 +150,7 @@ pub async fn run(
     if config.approval_timeout.is_zero() {
         anyhow::bail!("--approval-timeout must be longer than 0");
     }
+    check_alert_config(&config.alerts)?;
     let settings = Arc::new(Settings::new(
         config.approval_timeout,
         admin_token.as_deref(),
@@ -179,17 +185,23 @@ pub async fn run(
         policy = policy.source(),
         policy_version = policy.version(),
         rules = policy.rule_count(),
+        alert_routes = policy.alerts().len(),
         "wardend starting"
     );
 
     let policy = PolicyHandle::new(policy, config.policy.clone());
     let (audit, writer) = AuditWriter::start(&config.db, config.max_batch).await?;
+    let alerts = Alerts::new(store.clone(), policy.clone());
+    let alert_worker = alerts
+        .start_worker(config.alerts.clone())
+        .context("cannot start the alert worker")?;
     let shared = Shared {
         policy: policy.clone(),
         guard: Arc::new(SelfGuard::for_daemon(&self_files(&config))),
         audit,
         store: store.clone(),
         settings,
+        alerts,
     };
     let sighup = tokio::spawn(reload_on_sighup(policy.clone()));
     let watcher = match (&config.policy, config.policy_watch) {
@@ -215,6 +227,9 @@ pub async fn run(
     health_reporter
         .set_serving::<ApprovalsServer<ApprovalsService>>()
         .await;
+    health_reporter
+        .set_serving::<BudgetsServer<BudgetsService>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(warden_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -239,6 +254,10 @@ pub async fn run(
         )
         .add_service(
             ApprovalsServer::new(ApprovalsService::new(shared.clone()))
+                .max_decoding_message_size(TRANSPORT_MAX_MESSAGE),
+        )
+        .add_service(
+            BudgetsServer::new(BudgetsService::new(shared.clone()))
                 .max_decoding_message_size(TRANSPORT_MAX_MESSAGE),
         )
         .add_service(
@@ -286,10 +305,13 @@ pub async fn run(
     if let Some(w) = watcher {
         w.abort();
     }
-    if tokio::time::timeout(drain_timeout, writer.finished())
-        .await
-        .is_err()
-    {
+    // The audit writer commits what is queued while the alert worker finishes the
+    // deliveries under way and gives back the leases of the rest.
+    let (writer_finished, ()) = tokio::join!(
+        tokio::time::timeout(drain_timeout, writer.finished()),
+        alert_worker.stop(drain_timeout),
+    );
+    if writer_finished.is_err() {
         tracing::error!("audit writer did not finish within the drain timeout");
     }
     if tokio::time::timeout(drain_timeout, store.close())
@@ -299,6 +321,23 @@ pub async fn run(
         tracing::error!("database connections did not close within the drain timeout");
     }
     tracing::info!("wardend stopped");
+    Ok(())
+}
+
+/// Refuses alert settings that would make the worker spin or never retry.
+fn check_alert_config(c: &AlertConfig) -> anyhow::Result<()> {
+    if c.retry_base.is_zero() || c.poll.is_zero() {
+        anyhow::bail!("--alert-retry-base and --alert-poll must be longer than 0");
+    }
+    if c.retry_max < c.retry_base {
+        anyhow::bail!("--alert-retry-max must be at least --alert-retry-base");
+    }
+    if c.max_attempts == 0 {
+        anyhow::bail!("--alert-max-attempts must be at least 1");
+    }
+    if c.batch == 0 {
+        anyhow::bail!("the alert batch size must be at least 1");
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod approvals;
 mod audit;
+mod budgets;
 mod decisions;
 mod sessions;
 
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tonic::Request;
 
+use crate::alerts::Alerts;
 use crate::audit::AuditWriter;
 use crate::error::ApiError;
 use crate::policy::{Policy, PolicyError, SelfGuard};
@@ -23,6 +25,7 @@ use crate::store::Store;
 pub(crate) use admin::AdminService;
 pub(crate) use approvals::{ApprovalsService, SINGLE_USE_WINDOW_US, approval_digest};
 pub(crate) use audit::AuditService;
+pub(crate) use budgets::BudgetsService;
 pub(crate) use decisions::DecisionsService;
 pub(crate) use sessions::SessionsService;
 
@@ -87,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) audit: AuditWriter,
     pub(crate) store: Store,
     pub(crate) settings: Arc<Settings>,
+    /// Queues alerts for the policy's webhook routes (durable outbox).
+    pub(crate) alerts: Alerts,
 }
 
 /// Daemon settings the services read.

@@ -5,14 +5,18 @@
 //! Shared state is made correct with transactions and row locks in the database, never
 //! with in-process locks, so several processes on one database stay consistent.
 
+mod alerts;
 mod approvals;
+mod budgets;
 mod postgres;
 mod sessions;
 mod sqlite;
 
+pub use alerts::{NewAlert, OutboxRow, OutboxStatus};
 pub use approvals::{
     ApprovalDecision, ApprovalFilter, ApprovalRow, ApprovalStatus, BreakGlassRow, NewApproval,
 };
+pub use budgets::{BudgetRow, Charge, Refusal, UsageRow};
 pub use sessions::SessionKey;
 
 use std::time::Duration;
@@ -195,6 +199,16 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "approvals and break-glass",
         include_str!("../../migrations/sqlite/0003_approvals.sql"),
     ),
+    (
+        4,
+        "budgets and usage history",
+        include_str!("../../migrations/sqlite/0004_budgets.sql"),
+    ),
+    (
+        5,
+        "alert outbox",
+        include_str!("../../migrations/sqlite/0005_alerts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (
@@ -211,6 +225,16 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         3,
         "approvals and break-glass",
         include_str!("../../migrations/postgres/0003_approvals.sql"),
+    ),
+    (
+        4,
+        "budgets and usage history",
+        include_str!("../../migrations/postgres/0004_budgets.sql"),
+    ),
+    (
+        5,
+        "alert outbox",
+        include_str!("../../migrations/postgres/0005_alerts.sql"),
     ),
 ];
 
@@ -230,6 +254,31 @@ fn migrator(migrations: Embedded) -> Migrator {
             .collect(),
     )
 }
+
+/// Runs `$body` with `$pool` bound to the backend's pool and `$q` the statement
+/// `$sql` (written with `$N` placeholders) in the backend's dialect, ready for
+/// `sqlx::query*`.
+macro_rules! on_backend {
+    ($store:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => {
+                let $q = sqlx::AssertSqlSafe(sqlite_sql(&$sql));
+                $body
+            }
+            Backend::Postgres($pool) => {
+                let $q = sqlx::AssertSqlSafe(String::from($sql));
+                $body
+            }
+        }
+    };
+}
+
+/// `$1` → `?1`: SQLite's numbered placeholders.
+pub(crate) fn sqlite_sql(pg: &str) -> String {
+    pg.replace('$', "?")
+}
+
+use on_backend;
 
 /// Expands to the audit_log column list, in the order [`audit_row`] reads it.
 macro_rules! audit_columns {

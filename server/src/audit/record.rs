@@ -17,6 +17,9 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Record kinds.
 pub const KIND_EVALUATE: &str = "evaluate";
 pub const KIND_REPORT: &str = "report";
+/// A report refused as malformed or absurd (negative or impossible usage): recorded,
+/// not counted.
+pub const KIND_REPORT_REJECTED: &str = "report_rejected";
 /// A session opened or closed through the Sessions service.
 pub const KIND_SESSION_OPEN: &str = "session_open";
 pub const KIND_SESSION_CLOSE: &str = "session_close";

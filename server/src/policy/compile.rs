@@ -2,14 +2,19 @@
 //! is reported with the file:line:column of the value that caused it. Profiles named by
 //! a policy are compiled from their built-in YAML and merged by union.
 
+mod alerts;
+
 use std::collections::{BTreeSet, HashMap};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::RegexSet;
 use serde_saphyr::{Location, Spanned};
 
+use super::budgets::{Budget, Metric, Price, Scope, Window};
 use super::conditions::{ConditionSpec, Conditions};
-use super::model::{MatchFile, Patterns, PolicyFile, ResultMatchFile, RuleFile, TriggerFile};
+use super::model::{
+    BudgetFile, MatchFile, Patterns, PolicyFile, PriceFile, ResultMatchFile, RuleFile, TriggerFile,
+};
 use super::triggers::{ResultConditions, ResultSpec, Trigger, Watch};
 use super::{Origin, Policy, PolicyError, Redaction, Rule, Verdict, canonical_version, profiles};
 use crate::normalize::{Channel, Egress, FACT_NAMES};
@@ -45,9 +50,137 @@ struct Part {
     triggers: Vec<Trigger>,
     internal_hosts: Vec<String>,
     idle_timeout_us: Option<i64>,
+    budgets: Vec<Budget>,
+    prices: Vec<Price>,
+    alerts: Vec<super::AlertRoute>,
 }
 
+/// Largest budget limit or price accepted (in the unit written), far above any real
+/// one: a bigger number is a typo.
+const MAX_AMOUNT: f64 = 1e15;
+
 impl Compiler<'_> {
+    /// A non-negative, finite amount in the metric's written unit, as stored units.
+    fn amount(&self, value: &Spanned<f64>, what: &str, metric: Metric) -> Result<i64, PolicyError> {
+        let v = value.value;
+        if !v.is_finite() || v < 0.0 || v > MAX_AMOUNT {
+            return Err(self.error(
+                value.referenced,
+                format!("{what} must be a number from 0 to {MAX_AMOUNT:e}, not {v}"),
+            ));
+        }
+        if metric != Metric::CostUsd && v.fract() != 0.0 {
+            return Err(self.error(
+                value.referenced,
+                format!("{what} counts {}, a whole number, not {v}", metric.as_str()),
+            ));
+        }
+        Ok((v * metric.scale()).round() as i64)
+    }
+
+    fn budget(&self, raw: &Spanned<BudgetFile>) -> Result<Budget, PolicyError> {
+        let b = &raw.value;
+        let id = self.id(&b.id, "budget")?;
+        let word = |v: &Spanned<String>| v.value.trim().to_ascii_lowercase();
+        let metric = Metric::parse(&word(&b.metric)).ok_or_else(|| {
+            self.error(
+                b.metric.referenced,
+                format!(
+                    "unknown metric {:?} (expected {})",
+                    b.metric.value,
+                    Metric::ALL.map(Metric::as_str).join(", ")
+                ),
+            )
+        })?;
+        let scope = Scope::parse(&word(&b.scope)).ok_or_else(|| {
+            self.error(
+                b.scope.referenced,
+                format!(
+                    "unknown scope {:?} (expected session, agent or tenant)",
+                    b.scope.value
+                ),
+            )
+        })?;
+        let window = Window::parse(&word(&b.window)).ok_or_else(|| {
+            self.error(
+                b.window.referenced,
+                format!(
+                    "unknown window {:?} (expected session, hour, day or month)",
+                    b.window.value
+                ),
+            )
+        })?;
+        let limit = self.amount(&b.limit, "`limit`", metric)?;
+        let hard = match &b.enforce {
+            None => true,
+            Some(e) => match word(e).as_str() {
+                "hard" => true,
+                "soft" => false,
+                other => {
+                    return Err(self.error(
+                        e.referenced,
+                        format!("unknown enforce {other:?} (expected hard or soft)"),
+                    ));
+                }
+            },
+        };
+        let mut alert_at = Vec::new();
+        for a in &b.alert_at {
+            if !a.value.is_finite() || a.value <= 0.0 || a.value > 10.0 {
+                return Err(self.error(
+                    a.referenced,
+                    format!(
+                        "`alert_at` takes fractions of the limit such as 0.8 or 1.0, not {}",
+                        a.value
+                    ),
+                ));
+            }
+            alert_at.push(a.value);
+        }
+        alert_at.sort_by(f64::total_cmp);
+        alert_at.dedup();
+        let conditions = match &b.conditions {
+            Some(m) => self.conditions(&m.value)?,
+            None => Conditions::default(),
+        };
+        Ok(Budget {
+            id,
+            origin: self.origin(raw.referenced),
+            metric,
+            scope,
+            window,
+            limit,
+            hard,
+            alert_at,
+            conditions,
+        })
+    }
+
+    fn price(&self, raw: &Spanned<PriceFile>) -> Result<Price, PolicyError> {
+        let p = &raw.value;
+        let model = p.model.value.trim().to_string();
+        if model.is_empty() {
+            return Err(self.error(p.model.referenced, "`model` is empty"));
+        }
+        let matcher = self
+            .glob("model", &model, p.model.referenced, GlobKind::Text)?
+            .compile_matcher();
+        Ok(Price {
+            input_micro_per_mtok: self.amount(
+                &p.input,
+                "`input` (USD per million tokens)",
+                Metric::CostUsd,
+            )?,
+            output_micro_per_mtok: self.amount(
+                &p.output,
+                "`output` (USD per million tokens)",
+                Metric::CostUsd,
+            )?,
+            model,
+            matcher,
+        })
+    }
+
     fn origin(&self, at: Location) -> Origin {
         Origin {
             file: self.file.to_string(),
@@ -576,14 +709,32 @@ impl Compiler<'_> {
             .iter()
             .map(|t| self.trigger(t))
             .collect::<Result<Vec<_>, _>>()?;
+        let alerts = file
+            .alerts
+            .iter()
+            .map(|a| self.alert_route(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let budgets = file
+            .budgets
+            .iter()
+            .map(|b| self.budget(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let prices = file
+            .prices
+            .iter()
+            .map(|p| self.price(p))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((
             Part {
                 name: file.name.clone(),
                 default,
                 rules,
                 triggers,
+                alerts,
                 internal_hosts,
                 idle_timeout_us,
+                budgets,
+                prices,
             },
             file.profiles.clone(),
         ))
@@ -661,10 +812,18 @@ fn merge(
     let mut default = Verdict::Allow;
     let mut rules = Vec::new();
     let mut triggers = Vec::new();
+    let mut alerts = Vec::new();
     let mut internal = Vec::new();
     let mut idle: Option<i64> = None;
+    let mut budgets = Vec::new();
+    let mut prices = Vec::new();
     let mut seen: HashMap<String, Origin> = HashMap::new();
     for part in parts {
+        for b in part.budgets {
+            unique(&mut seen, "budget", &b.id, &b.origin)?;
+            budgets.push(b);
+        }
+        prices.extend(part.prices);
         if let Some((v, _, _)) = part.default {
             default = default.max(v);
         }
@@ -675,6 +834,10 @@ fn merge(
         for t in part.triggers {
             unique(&mut seen, "zone trigger", &t.id, &t.origin)?;
             triggers.push(t);
+        }
+        for a in part.alerts {
+            unique(&mut seen, "alert route", &a.id, &a.origin)?;
+            alerts.push(a);
         }
         internal.extend(part.internal_hosts);
         idle = match (idle, part.idle_timeout_us) {
@@ -704,7 +867,10 @@ fn merge(
         column: 0,
         message: format!("`internal_hosts`: {e}"),
     })?;
-    let version = canonical_version(default, &profiles, &internal, idle, &rules, &triggers);
+    let version = canonical_version(
+        default, &profiles, &internal, idle, &rules, &triggers, &budgets, &prices,
+    );
+    let version = super::alerts::with_routes(version, &alerts);
     let by_channel = Channel::ALL.map(|channel| {
         rules
             .iter()
@@ -727,7 +893,10 @@ fn merge(
         profiles,
         rules,
         by_channel,
+        budgets,
+        prices,
         triggers,
+        alerts,
         internal_hosts: internal_set,
         internal_host_patterns: internal,
         idle_timeout_us: idle,

@@ -35,6 +35,54 @@ pub(super) struct PolicyFile {
     pub(super) zone_triggers: Vec<Spanned<TriggerFile>>,
     #[serde(default)]
     pub(super) rules: Vec<Spanned<RuleFile>>,
+    /// Webhook routes: which events are posted where.
+    #[serde(default)]
+    pub(super) alerts: Vec<Spanned<AlertRouteFile>>,
+    /// Usage limits per session, agent or tenant.
+    #[serde(default)]
+    pub(super) budgets: Vec<Spanned<BudgetFile>>,
+    /// USD prices per million tokens, by model (glob); the first match wins.
+    #[serde(default)]
+    pub(super) prices: Vec<Spanned<PriceFile>>,
+}
+
+/// One budget as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BudgetFile {
+    pub(super) id: Spanned<String>,
+    /// tokens, tokens_in, tokens_out, cost_usd, tool_calls, egress_bytes, rows,
+    /// wall_time_ms.
+    pub(super) metric: Spanned<String>,
+    /// session, agent or tenant.
+    pub(super) scope: Spanned<String>,
+    /// session, hour, day or month (calendar, UTC).
+    pub(super) window: Spanned<String>,
+    /// The most the scope may use in a window, in the metric's unit (USD for cost).
+    pub(super) limit: Spanned<f64>,
+    /// hard (default: refuse actions once spent) or soft (alert only).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) enforce: Option<Spanned<String>>,
+    /// Fractions of the limit at which a budget_threshold alert fires (e.g. 0.8, 1.0).
+    #[serde(default)]
+    pub(super) alert_at: Vec<Spanned<f64>>,
+    #[serde(default, rename = "description")]
+    pub(super) _description: Option<String>,
+    /// Which actions count against the budget; all when omitted.
+    #[serde(default, rename = "match")]
+    pub(super) conditions: Option<Spanned<MatchFile>>,
+}
+
+/// One line of the price table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PriceFile {
+    /// Model name glob, matched against the action's `model` attribute.
+    pub(super) model: Spanned<String>,
+    /// USD per million input (prompt) tokens.
+    pub(super) input: Spanned<f64>,
+    /// USD per million output (completion) tokens.
+    pub(super) output: Spanned<f64>,
 }
 
 /// `sessions:` settings.
@@ -45,6 +93,28 @@ pub(super) struct SessionsFile {
     /// refused and the agent must open a new one.
     #[serde(default, deserialize_with = "present")]
     pub(super) idle_timeout: Option<Spanned<String>>,
+}
+
+/// One alert route as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AlertRouteFile {
+    pub(super) id: Spanned<String>,
+    /// Event names this route receives (deny, require_approval, …).
+    pub(super) events: Spanned<Vec<Spanned<String>>>,
+    /// Webhook URL, http or https.
+    pub(super) url: Spanned<String>,
+    /// json (default) or slack.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) format: Option<Spanned<String>>,
+    /// Environment variable holding the HMAC-SHA256 key; unsigned when omitted.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) secret_env: Option<Spanned<String>>,
+    /// Longest one delivery attempt may take, e.g. `5s` (the default).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) timeout: Option<Spanned<String>>,
+    #[serde(default, rename = "description")]
+    pub(super) _description: Option<String>,
 }
 
 /// One rule as written.

@@ -10,6 +10,7 @@ use warden_proto::v1::{
 };
 
 use super::Shared;
+use crate::alerts::{AlertEvent, AlertEventKind};
 use crate::error::ApiError;
 use crate::normalize;
 use crate::store::AuditFilter;
@@ -75,6 +76,18 @@ impl Audit for AuditService {
         let v = crate::audit::verify(&self.shared.store)
             .await
             .map_err(ApiError::from)?;
+        if let Some(f) = &v.failure {
+            tracing::error!(seq = f.seq, problem = %f.problem, "audit chain broken");
+            let event = AlertEvent {
+                decision_seq: f.seq,
+                reason: format!("audit chain broken at record {}: {}", f.seq, f.problem),
+                ..AlertEvent::new(AlertEventKind::ChainBroken)
+            };
+            let event = event
+                .detail("first_bad_seq", f.seq)
+                .detail("records_verified", v.records);
+            self.shared.alerts.emit(event).await;
+        }
         Ok(Response::new(AuditVerifyResponse {
             ok: v.failure.is_none(),
             records: v.records,

@@ -1,5 +1,7 @@
 //! `warden.v1.Decisions`: the hot path.
 
+mod alerts;
+
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 use warden_proto::v1::{
@@ -7,14 +9,22 @@ use warden_proto::v1::{
     ResultMeta, decisions_server::Decisions,
 };
 
+use super::budgets;
 use super::{Shared, now_us};
-use crate::audit::{KIND_EVALUATE, KIND_REPORT, RecordBody};
+use crate::audit::{KIND_EVALUATE, KIND_REPORT, KIND_REPORT_REJECTED, RecordBody};
 use crate::error::ApiError;
 use crate::normalize::{self, NormalizedAction};
 use crate::policy::Verdict;
 use crate::redact;
 use crate::session::{self, Escalation, Observation, SessionState, Zone};
 use crate::store::SessionKey;
+
+/// The most one report may claim; more is refused as absurd.
+const MAX_REPORTED_TOKENS: u64 = 100_000_000;
+const MAX_REPORTED_BYTES: u64 = 1 << 50;
+const MAX_REPORTED_ROWS: u64 = 1_000_000_000_000;
+const MAX_REPORTED_DURATION_MS: u64 = 30 * 86_400_000;
+const MAX_REPORTED_COST_USD: f64 = 1_000_000.0;
 
 /// Most tags a report may carry, and the longest tag.
 const MAX_TAGS: usize = 256;
@@ -32,6 +42,7 @@ impl DecisionsService {
     async fn evaluate(&self, req: EvaluateRequest) -> Result<Decision, ApiError> {
         // 1. Normalize once; nothing after this is sloppy.
         let action = normalize::normalize(req.action.as_ref())?;
+        budgets::check_estimates(&action)?;
         // 2. Snapshot the live policy: this request finishes on it even if a reload lands.
         let policy = self.shared.policy.current();
         // 3. Under the session's lock: load its state, decide, store the next state.
@@ -46,19 +57,51 @@ impl DecisionsService {
                 let state = live_session(stored, &policy, now)?;
                 let j = session::judge(&policy, guard, &state, &action, now);
                 let zone = j.next.zone;
-                Ok::<_, ApiError>((j.next, (j.outcome, j.escalations, zone)))
+                let budgets = if policy.budgets().is_empty() {
+                    Vec::new()
+                } else {
+                    policy.budgets_for(&policy.context(&action, guard), zone, &j.next.tags)
+                };
+                Ok::<_, ApiError>((j.next, (j.outcome, j.escalations, zone, budgets)))
             })
             .await?;
-        let (outcome, escalations, zone) = judgement;
+        let (outcome, escalations, zone, budgets) = judgement;
         // 4. Break-glass grants and approvals may change a refusal (see `gate`).
-        let gated = super::approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
+        let mut gated =
+            super::approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
+        // 5. An action that may run is charged to its budgets; a spent hard budget
+        //    refuses it (see `service/budgets.rs`).
+        let mut rule_ids = outcome.matched_rules.clone();
+        let mut budget_remaining = Vec::new();
+        if matches!(gated.verdict, Verdict::Allow | Verdict::AllowWithRedaction)
+            && !budgets.is_empty()
+        {
+            let charges = budgets::admission(&budgets, &action, now)?;
+            let calls = budgets
+                .iter()
+                .any(|b| b.metric == crate::policy::Metric::ToolCalls);
+            let usage = calls.then(|| budgets::tool_call(&action, now));
+            match self
+                .shared
+                .store
+                .budget_admit(&charges, usage.as_ref(), now)
+                .await?
+            {
+                Ok(after) => budget_remaining = budgets::remaining(&budgets, &after),
+                Err(refusal) => {
+                    gated.verdict = Verdict::Deny;
+                    gated.reason = budgets::refusal_reason(&budgets, &refusal);
+                    rule_ids = vec![format!("budget:{}", refusal.budget)];
+                }
+            }
+        }
         let reason = explain(&gated.reason, &escalations);
-        // 5. Audit; the decision exists only once its record is committed.
+        // 6. Audit; the decision exists only once its record is committed.
         let body = RecordBody {
             time_us: now,
             kind: KIND_EVALUATE.into(),
             verdict: gated.verdict.as_str().into(),
-            rule_ids: outcome.matched_rules.clone(),
+            rule_ids: rule_ids.clone(),
             reason: reason.clone(),
             policy_version: policy.version().into(),
             zone: zone.as_str().into(),
@@ -67,7 +110,26 @@ impl DecisionsService {
             ..identity_body(&action)
         };
         let committed = self.shared.audit.append(body).await?;
-        // 6. Answer.
+        // 7. Alerts, now that the record is committed: queued in the outbox under its
+        //    seq. Queueing cannot fail the decision; a failure is logged.
+        if alerts::raises_alerts(&gated) {
+            let base = crate::alerts::AlertEvent {
+                time_us: now,
+                tenant: action.tenant.clone(),
+                agent: action.agent.clone(),
+                session: action.session.clone(),
+                decision_seq: committed.seq,
+                verdict: gated.verdict.as_str().into(),
+                rules: rule_ids.clone(),
+                reason: reason.clone(),
+                policy_version: policy.version().into(),
+                zone: zone.as_str().into(),
+                ..crate::alerts::AlertEvent::new(crate::alerts::AlertEventKind::Deny)
+            };
+            let events = alerts::decision_alerts(&action, &outcome, &gated, base);
+            self.shared.alerts.emit_all(events).await;
+        }
+        // 8. Answer.
         let redactions = if gated.verdict == Verdict::AllowWithRedaction {
             outcome.redactions
         } else {
@@ -75,7 +137,8 @@ impl DecisionsService {
         };
         Ok(Decision {
             verdict: gated.verdict.to_proto().into(),
-            matched_rules: outcome.matched_rules,
+            matched_rules: rule_ids,
+            budget_remaining,
             reason,
             policy_version: policy.version().into(),
             zone: zone.to_proto().into(),
@@ -103,10 +166,26 @@ impl DecisionsService {
             .result
             .as_ref()
             .ok_or_else(|| ApiError::BadRequest("result: is required".into()))?;
-        let (result_json, observation) = result_json(result)?;
         let policy = self.shared.policy.current();
         let now = now_us();
-        let (zone, escalations) = self
+        let (result_json, observation) = match result_json(result) {
+            Ok(r) => r,
+            Err(e) => {
+                // Recorded as refused, counted nowhere.
+                let body = RecordBody {
+                    time_us: now,
+                    kind: KIND_REPORT_REJECTED.into(),
+                    policy_version: policy.version().into(),
+                    decision_seq: req.decision_seq,
+                    reason: format!("report rejected: {e}"),
+                    ..identity_body(&action)
+                };
+                self.shared.audit.append(body).await?;
+                return Err(e);
+            }
+        };
+        let guard = &self.shared.guard;
+        let (zone, escalations, budgets) = self
             .shared
             .store
             .session_step(&session_key(&action), |stored| {
@@ -114,9 +193,24 @@ impl DecisionsService {
                 let state = stored.unwrap_or_else(|| SessionState::new(now));
                 let (next, fired) = session::observe(&policy, &state, &observation, now);
                 let zone = next.zone;
-                Ok::<_, ApiError>((next, (zone, fired)))
+                let budgets = if policy.budgets().is_empty() {
+                    Vec::new()
+                } else {
+                    policy.budgets_for(&policy.context(&action, guard), zone, &next.tags)
+                };
+                Ok::<_, ApiError>((next, (zone, fired, budgets)))
             })
             .await?;
+        // Usage is settled against the budgets and kept in the history.
+        let usage = budgets::reported_usage(&policy, &action, result, req.decision_seq, now);
+        let history = budgets::carries_usage(&usage).then_some(&usage);
+        if !budgets.is_empty() || history.is_some() {
+            let charges = budgets::settlement(&budgets, &action, &usage, now)?;
+            self.shared
+                .store
+                .budget_settle(&charges, history, now)
+                .await?;
+        }
         let body = RecordBody {
             time_us: now,
             kind: KIND_REPORT.into(),
@@ -224,6 +318,40 @@ fn result_json(r: &ResultMeta) -> Result<(String, Observation), ApiError> {
         return Err(ApiError::BadRequest(
             "result.usage.cost_usd: must be a finite, non-negative number".into(),
         ));
+    }
+    // Larger than any one action can do: a broken or lying interceptor. Refused, so that
+    // one bad report cannot spend (or wrap) a budget.
+    let absurd = [
+        (
+            "result.usage.tokens_in",
+            usage.tokens_in,
+            MAX_REPORTED_TOKENS,
+        ),
+        (
+            "result.usage.tokens_out",
+            usage.tokens_out,
+            MAX_REPORTED_TOKENS,
+        ),
+        ("result.bytes", r.bytes, MAX_REPORTED_BYTES),
+        ("result.rows", r.rows, MAX_REPORTED_ROWS),
+        (
+            "result.duration_ms",
+            r.duration_ms,
+            MAX_REPORTED_DURATION_MS,
+        ),
+    ];
+    for (field, value, max) in absurd {
+        if value > max {
+            return Err(ApiError::BadRequest(format!(
+                "{field}: {value} is more than one action can report (at most {max})"
+            )));
+        }
+    }
+    if usage.cost_usd > MAX_REPORTED_COST_USD {
+        return Err(ApiError::BadRequest(format!(
+            "result.usage.cost_usd: {} is more than one action can report (at most {MAX_REPORTED_COST_USD})",
+            usage.cost_usd
+        )));
     }
     if r.error.len() > 4096 || r.destination.len() > 4096 {
         return Err(ApiError::BadRequest(

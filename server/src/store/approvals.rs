@@ -9,7 +9,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError};
+use super::{Backend, Store, StoreError, on_backend, sqlite_sql};
 
 /// How an approval stands, as stored and as derived from the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,29 +144,6 @@ impl BreakGlassRow {
     pub fn active_at(&self, now: i64) -> bool {
         self.revoked_us == 0 && now < self.expires_us
     }
-}
-
-/// Runs `$body` with `$pool` bound to the backend's pool and `$q` the statement
-/// `$sql` (written with `$N` placeholders) in the backend's dialect, ready for
-/// `sqlx::query*`.
-macro_rules! on_backend {
-    ($store:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite($pool) => {
-                let $q = sqlx::AssertSqlSafe(sqlite_sql(&$sql));
-                $body
-            }
-            Backend::Postgres($pool) => {
-                let $q = sqlx::AssertSqlSafe(String::from($sql));
-                $body
-            }
-        }
-    };
-}
-
-/// `$1` → `?1`: SQLite's numbered placeholders.
-fn sqlite_sql(pg: &str) -> String {
-    pg.replace('$', "?")
 }
 
 const APPROVAL_COLUMNS: &str = "id, digest, status, tenant, agent, session, channel, action, \

@@ -1,0 +1,414 @@
+//! Budget counters and usage history.
+//!
+//! Admission is one transaction over every budget an action counts against, each a
+//! conditional upsert: `INSERT … ON CONFLICT DO UPDATE SET used = used + n … WHERE
+//! used + reserved + n <= limit`. On PostgreSQL the upsert takes the counter row's lock
+//! and re-checks the `WHERE` against the committed row, so concurrent admissions from
+//! any number of replicas add up exactly and none passes a full budget; SQLite's
+//! database write lock (`BEGIN IMMEDIATE`) serializes them. Rows are visited in
+//! (budget, key) order, so two transactions never wait on each other in a cycle. If any
+//! hard budget refuses, the transaction rolls back: nothing is charged.
+
+use super::{Backend, Store, StoreError, sqlite_sql};
+
+/// One budget's part of an admission or a settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub budget: String,
+    pub scope_key: String,
+    pub window_start: i64,
+    /// In stored units; 0 for "unlimited" is not a thing: a limit of 0 refuses all.
+    pub limit: i64,
+    /// Refuse rather than exceed (hard budgets, at admission).
+    pub hard: bool,
+    /// Added to `used` (tool calls at admission; actual usage at settlement).
+    pub used: i64,
+    /// Added to `reserved` at admission (an estimate); released at settlement.
+    pub reserved: i64,
+}
+
+/// A hard budget that refused an admission, with its counter as it stood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub budget: String,
+    pub used: i64,
+    pub reserved: i64,
+    pub limit: i64,
+}
+
+/// A counter after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetRow {
+    pub budget: String,
+    pub scope_key: String,
+    pub window_start: i64,
+    pub used: i64,
+    pub reserved: i64,
+}
+
+/// One usage history row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRow {
+    pub time_us: i64,
+    pub tenant: String,
+    pub agent: String,
+    pub session: String,
+    pub channel: String,
+    pub tool: String,
+    pub model: String,
+    pub decision_seq: i64,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    pub cost_micro_usd: i64,
+    pub egress_bytes: i64,
+    pub rows: i64,
+    pub wall_time_ms: i64,
+    pub tool_calls: i64,
+}
+
+/// The upsert of an admission: adds `used` and `reserved` unless a hard budget would go
+/// past its limit or is already spent; no row comes back then.
+const ADMIT: &str = "INSERT INTO budget_usage (budget, scope_key, window_start, used, reserved, updated_us) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (budget, scope_key, window_start) DO UPDATE \
+     SET used = budget_usage.used + $4, reserved = budget_usage.reserved + $5, updated_us = $6 \
+     WHERE $8 = 0 OR (budget_usage.used + budget_usage.reserved + $4 + $5 <= $7 \
+                      AND budget_usage.used + budget_usage.reserved < $7) \
+     RETURNING used, reserved";
+
+const COUNTER: &str = "SELECT used, reserved FROM budget_usage \
+     WHERE budget = $1 AND scope_key = $2 AND window_start = $3";
+
+/// The upsert of a settlement: actual usage added, the reservation released (never
+/// below zero).
+const SETTLE_PG: &str = "INSERT INTO budget_usage (budget, scope_key, window_start, used, reserved, updated_us) \
+     VALUES ($1, $2, $3, $4, 0, $6) \
+     ON CONFLICT (budget, scope_key, window_start) DO UPDATE \
+     SET used = budget_usage.used + $4, reserved = GREATEST(budget_usage.reserved - $5, 0), updated_us = $6 \
+     RETURNING used, reserved";
+const SETTLE_SQLITE: &str = "INSERT INTO budget_usage (budget, scope_key, window_start, used, reserved, updated_us) \
+     VALUES (?1, ?2, ?3, ?4, 0, ?6) \
+     ON CONFLICT (budget, scope_key, window_start) DO UPDATE \
+     SET used = budget_usage.used + ?4, reserved = MAX(budget_usage.reserved - ?5, 0), updated_us = ?6 \
+     RETURNING used, reserved";
+
+const INSERT_USAGE: &str = "INSERT INTO usage_history (time_us, tenant, agent, session, channel, tool, \
+     model, decision_seq, tokens_in, tokens_out, cost_micro_usd, egress_bytes, rows_read, \
+     wall_time_ms, tool_calls) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+/// Binds a [`Charge`] to [`ADMIT`] ($1-$8).
+macro_rules! bind_charge {
+    ($query:expr, $c:expr, $now:expr) => {
+        $query
+            .bind($c.budget.as_str())
+            .bind($c.scope_key.as_str())
+            .bind($c.window_start)
+            .bind($c.used)
+            .bind($c.reserved)
+            .bind($now)
+            .bind($c.limit)
+            .bind(i64::from($c.hard))
+    };
+}
+
+/// Binds a [`Charge`] to a settle statement ($1-$6).
+macro_rules! bind_settle {
+    ($query:expr, $c:expr, $now:expr) => {
+        $query
+            .bind($c.budget.as_str())
+            .bind($c.scope_key.as_str())
+            .bind($c.window_start)
+            .bind($c.used)
+            .bind($c.reserved)
+            .bind($now)
+    };
+}
+
+macro_rules! bind_usage {
+    ($query:expr, $u:expr) => {
+        $query
+            .bind($u.time_us)
+            .bind($u.tenant.as_str())
+            .bind($u.agent.as_str())
+            .bind($u.session.as_str())
+            .bind($u.channel.as_str())
+            .bind($u.tool.as_str())
+            .bind($u.model.as_str())
+            .bind($u.decision_seq)
+            .bind($u.tokens_in)
+            .bind($u.tokens_out)
+            .bind($u.cost_micro_usd)
+            .bind($u.egress_bytes)
+            .bind($u.rows)
+            .bind($u.wall_time_ms)
+            .bind($u.tool_calls)
+    };
+}
+
+/// Runs the admission loop on one transaction `$tx` with statements `$admit` and
+/// `$counter` in the backend's dialect.
+macro_rules! admit_in {
+    ($tx:expr, $charges:expr, $now:expr, $admit:expr, $counter:expr) => {{
+        let mut after = Vec::with_capacity($charges.len());
+        let mut refused = None;
+        for c in $charges {
+            // A first charge larger than the limit never fits; the upsert's WHERE only
+            // guards existing rows.
+            let fits_alone = c.used.saturating_add(c.reserved) <= c.limit && c.limit > 0;
+            let row: Option<(i64, i64)> = if c.hard && !fits_alone {
+                None
+            } else {
+                bind_charge!(sqlx::query_as(sqlx::AssertSqlSafe($admit.clone())), c, $now)
+                    .fetch_optional(&mut *$tx)
+                    .await?
+            };
+            match row {
+                Some((used, reserved)) => after.push(BudgetRow {
+                    budget: c.budget.clone(),
+                    scope_key: c.scope_key.clone(),
+                    window_start: c.window_start,
+                    used,
+                    reserved,
+                }),
+                None => {
+                    let now: Option<(i64, i64)> =
+                        sqlx::query_as(sqlx::AssertSqlSafe($counter.clone()))
+                            .bind(c.budget.as_str())
+                            .bind(c.scope_key.as_str())
+                            .bind(c.window_start)
+                            .fetch_optional(&mut *$tx)
+                            .await?;
+                    let (used, reserved) = now.unwrap_or((0, 0));
+                    refused = Some(Refusal {
+                        budget: c.budget.clone(),
+                        used,
+                        reserved,
+                        limit: c.limit,
+                    });
+                    break;
+                }
+            }
+        }
+        (after, refused)
+    }};
+}
+
+macro_rules! settle_in {
+    ($tx:expr, $charges:expr, $usage:expr, $now:expr, $settle:expr, $insert:expr) => {{
+        let mut after = Vec::with_capacity($charges.len());
+        for c in $charges {
+            let (used, reserved): (i64, i64) = bind_settle!(sqlx::query_as($settle), c, $now)
+                .fetch_one(&mut *$tx)
+                .await?;
+            after.push(BudgetRow {
+                budget: c.budget.clone(),
+                scope_key: c.scope_key.clone(),
+                window_start: c.window_start,
+                used,
+                reserved,
+            });
+        }
+        if let Some(u) = $usage {
+            bind_usage!(sqlx::query(sqlx::AssertSqlSafe($insert)), u)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        after
+    }};
+}
+
+impl Store {
+    /// Charges an admission: every charge or none. `Err(refusal)` names the first hard
+    /// budget that would go past its limit; nothing was charged then.
+    pub async fn budget_admit(
+        &self,
+        charges: &[Charge],
+        usage: Option<&UsageRow>,
+        now: i64,
+    ) -> Result<Result<Vec<BudgetRow>, Refusal>, StoreError> {
+        let mut charges = charges.to_vec();
+        charges.sort_by(|a, b| (&a.budget, &a.scope_key).cmp(&(&b.budget, &b.scope_key)));
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let (admit, counter) = (sqlite_sql(ADMIT), sqlite_sql(COUNTER));
+                let (after, refused) = admit_in!(tx, &charges, now, admit, counter);
+                if let Some(r) = refused {
+                    tx.rollback().await?;
+                    return Ok(Err(r));
+                }
+                if let Some(u) = usage {
+                    bind_usage!(
+                        sqlx::query(sqlx::AssertSqlSafe(sqlite_sql(INSERT_USAGE))),
+                        u
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(Ok(after))
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let (admit, counter) = (ADMIT.to_string(), COUNTER.to_string());
+                let (after, refused) = admit_in!(tx, &charges, now, admit, counter);
+                if let Some(r) = refused {
+                    tx.rollback().await?;
+                    return Ok(Err(r));
+                }
+                if let Some(u) = usage {
+                    bind_usage!(sqlx::query(INSERT_USAGE), u)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Ok(after))
+            }
+        }
+    }
+
+    /// Settles a report: actual usage added to every counter, reservations released, one
+    /// history row; all in one transaction.
+    pub async fn budget_settle(
+        &self,
+        charges: &[Charge],
+        usage: Option<&UsageRow>,
+        now: i64,
+    ) -> Result<Vec<BudgetRow>, StoreError> {
+        let mut charges = charges.to_vec();
+        charges.sort_by(|a, b| (&a.budget, &a.scope_key).cmp(&(&b.budget, &b.scope_key)));
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let insert = sqlite_sql(INSERT_USAGE);
+                let after = settle_in!(tx, &charges, usage, now, SETTLE_SQLITE, insert);
+                tx.commit().await?;
+                Ok(after)
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let insert = INSERT_USAGE.to_string();
+                let after = settle_in!(tx, &charges, usage, now, SETTLE_PG, insert);
+                tx.commit().await?;
+                Ok(after)
+            }
+        }
+    }
+
+    /// A counter as stored; (0, 0) when nothing was charged yet.
+    pub async fn budget_counter(
+        &self,
+        budget: &str,
+        scope_key: &str,
+        window_start: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        super::on_backend!(self, COUNTER, |pool, q| {
+            let row: Option<(i64, i64)> = sqlx::query_as(q)
+                .bind(budget)
+                .bind(scope_key)
+                .bind(window_start)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.unwrap_or((0, 0)))
+        })
+    }
+
+    /// Raises a counter's announced alert level to `permille`; `true` when it was lower
+    /// (so exactly one replica announces each threshold).
+    pub async fn budget_mark_alerted(
+        &self,
+        row: &BudgetRow,
+        permille: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE budget_usage SET alerted_permille = $4 \
+                   WHERE budget = $1 AND scope_key = $2 AND window_start = $3 \
+                   AND alerted_permille < $4";
+        super::on_backend!(self, sql, |pool, q| {
+            let done = sqlx::query(q)
+                .bind(row.budget.as_str())
+                .bind(row.scope_key.as_str())
+                .bind(row.window_start)
+                .bind(permille)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Usage history of a tenant (and agent, and session, when not empty) since
+    /// `since_us`, newest first, at most `limit` rows.
+    pub async fn usage_history(
+        &self,
+        tenant: &str,
+        agent: &str,
+        session: &str,
+        since_us: i64,
+        limit: u32,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let sql = "SELECT time_us, tenant, agent, session, channel, tool, model, decision_seq, \
+                   tokens_in, tokens_out, cost_micro_usd, egress_bytes, rows_read, wall_time_ms, \
+                   tool_calls FROM usage_history \
+                   WHERE tenant = $1 AND ($2 = '' OR agent = $2) AND ($3 = '' OR session = $3) \
+                   AND time_us >= $4 ORDER BY id DESC LIMIT $5";
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = super::on_backend!(self, sql, |pool, q| {
+            sqlx::query_as(q)
+                .bind(tenant)
+                .bind(agent)
+                .bind(session)
+                .bind(since_us)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageRow {
+                time_us: r.0,
+                tenant: r.1,
+                agent: r.2,
+                session: r.3,
+                channel: r.4,
+                tool: r.5,
+                model: r.6,
+                decision_seq: r.7,
+                tokens_in: r.8,
+                tokens_out: r.9,
+                cost_micro_usd: r.10,
+                egress_bytes: r.11,
+                rows: r.12,
+                wall_time_ms: r.13,
+                tool_calls: r.14,
+            })
+            .collect())
+    }
+
+    /// Deletes usage history older than `before_us`; returns how many rows went.
+    pub async fn usage_prune(&self, before_us: i64) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM usage_history WHERE time_us < $1";
+        super::on_backend!(self, sql, |pool, q| {
+            Ok(sqlx::query(q)
+                .bind(before_us)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
+    }
+}
