@@ -34,3 +34,9 @@ CREATE TABLE usage_history (
 );
 CREATE INDEX usage_history_by_time ON usage_history (time_us);
 CREATE INDEX usage_history_by_agent ON usage_history (tenant, agent, time_us);
+
+-- Run caps a session was opened with, and what its reports spent against them.
+ALTER TABLE sessions ADD COLUMN max_tokens BIGINT;
+ALTER TABLE sessions ADD COLUMN max_cost_micro_usd BIGINT;
+ALTER TABLE sessions ADD COLUMN tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN cost_micro_usd BIGINT NOT NULL DEFAULT 0;

@@ -43,7 +43,7 @@ pub struct AlertConfig {
     pub poll: Duration,
     /// How long delivered and failed alerts stay in the outbox.
     pub retention: Duration,
-    /// Most alerts one worker claims, and sends concurrently, at a time.
+    /// Most deliveries one worker has in flight at a time.
     pub batch: u32,
 }
 

@@ -397,7 +397,7 @@ fn run_step(
             tags,
             rows: r.rows,
             bytes: r.bytes,
-            egress: String::new(),
+            ..Observation::default()
         };
         let (next, _) = session::observe(policy, state, &observation, now);
         *state = next;

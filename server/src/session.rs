@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::normalize::NormalizedAction;
-use crate::policy::{Outcome, Policy, SelfGuard};
+use crate::policy::{Outcome, Policy, SelfGuard, Verdict};
 
 /// A session's zone. Ordered: a session only ever moves up.
 #[derive(
@@ -93,6 +93,14 @@ pub struct SessionState {
     pub last_seen_us: i64,
     /// Set once the session is closed (or found expired).
     pub closed_us: Option<i64>,
+    /// Run caps set when the session was opened: once spent, every further action is
+    /// denied.
+    pub max_tokens: Option<u64>,
+    /// In micro-USD.
+    pub max_cost_micro_usd: Option<i64>,
+    /// Tokens (in + out) and cost (micro-USD) the session's reports carried.
+    pub tokens: u64,
+    pub cost_micro_usd: i64,
 }
 
 impl SessionState {
@@ -103,6 +111,28 @@ impl SessionState {
             last_seen_us: now_us,
             ..SessionState::default()
         }
+    }
+
+    /// The run cap that is spent, in words, if one is.
+    pub fn spent_cap(&self) -> Option<String> {
+        if let Some(max) = self.max_tokens
+            && self.tokens >= max
+        {
+            return Some(format!(
+                "the session's run cap max_tokens={max} is spent ({} tokens used)",
+                self.tokens
+            ));
+        }
+        if let Some(max) = self.max_cost_micro_usd
+            && self.cost_micro_usd >= max
+        {
+            return Some(format!(
+                "the session's run cap max_cost_usd={} is spent (${} used)",
+                max as f64 / 1e6,
+                self.cost_micro_usd as f64 / 1e6
+            ));
+        }
+        None
     }
 
     /// Why the session can take no more actions at `now_us`, if it cannot.
@@ -131,6 +161,10 @@ pub struct Observation {
     pub bytes: u64,
     /// internal or external; empty when not reported.
     pub egress: String,
+    /// Tokens in + out the result reported.
+    pub tokens: u64,
+    /// Its cost in micro-USD (reported, or from the policy's price table).
+    pub cost_micro_usd: i64,
 }
 
 /// A zone trigger that fired.
@@ -167,7 +201,16 @@ pub fn judge(
     for e in &escalations {
         next.zone = next.zone.max(e.zone);
     }
-    let outcome = policy.decide(&facts, next.zone, &state.tags);
+    let mut outcome = policy.decide(&facts, next.zone, &state.tags);
+    if let Some(cap) = state.spent_cap() {
+        outcome.verdict = Verdict::Deny;
+        outcome.reason = format!("{cap}; open a new session to go on");
+        outcome.matched_rules = vec!["session-cap".into()];
+        outcome.redactions.clear();
+        // A cap is money, not a rule: break-glass does not lift it.
+        outcome.floor = Verdict::Deny;
+        outcome.floor_rules = vec!["session-cap".into()];
+    }
     next.actions = next.actions.saturating_add(1);
     next.last_seen_us = next.last_seen_us.max(now_us);
     Judgement {
@@ -189,6 +232,8 @@ pub fn observe(
     next.reports = next.reports.saturating_add(1);
     next.bytes = next.bytes.saturating_add(result.bytes);
     next.rows = next.rows.saturating_add(result.rows);
+    next.tokens = next.tokens.saturating_add(result.tokens);
+    next.cost_micro_usd = next.cost_micro_usd.saturating_add(result.cost_micro_usd);
     next.tags.extend(result.tags.iter().cloned());
     next.last_seen_us = next.last_seen_us.max(now_us);
     let escalations = policy.result_triggers(result, &next);

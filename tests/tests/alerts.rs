@@ -341,6 +341,39 @@ async fn retries_server_errors_not_client_errors(kind: Backend) {
 }
 both_backends!(retries, super::retries_server_errors_not_client_errors);
 
+/// A receiver that takes its time holds up its own alerts only: others keep flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_does_not_hold_up_others() {
+    let db = TestDb::sqlite().await;
+    let slow = Receiver::start_at(
+        "127.0.0.1:0".parse().unwrap(),
+        always(200),
+        Duration::from_secs(3),
+    )
+    .await;
+    let fast = Receiver::start(always(200)).await;
+    let f = files(&policy(&format!(
+        "  - {{ id: slow, events: [deny], url: {} }}\n  - {{ id: fast, events: [deny], url: {} }}\n",
+        slow.url("/hook"),
+        fast.url("/hook"),
+    )));
+    let daemon = Daemon::start(&db.url, &["--policy", f.policy.to_str().unwrap()]);
+    let mut client = daemon.decisions().await;
+    evaluate(&mut client, rm("s1")).await;
+    slow.wait_for(1, WAIT).await;
+    fast.wait_for(1, WAIT).await;
+    // The slow receiver is still answering the first alert.
+    let asked = Instant::now();
+    evaluate(&mut client, rm("s2")).await;
+    fast.wait_for(2, WAIT).await;
+    assert!(
+        asked.elapsed() < Duration::from_millis(1500),
+        "the fast route waited {:?}",
+        asked.elapsed()
+    );
+    drop(daemon);
+}
+
 /// Alerts queued while the receiver is down survive a SIGTERM and are delivered by the
 /// restarted daemon once the receiver is up.
 async fn queued_alerts_survive_a_restart(kind: Backend) {
@@ -560,42 +593,47 @@ fn bad_routes_are_policy_errors_with_positions() {
     let cases = [
         (
             "  - { id: a, events: [deny, denied], url: \"http://127.0.0.1:9/\" }\n",
-            "16:30",
+            "14:29",
             "unknown alert event \"denied\"",
         ),
         (
             "  - id: a\n    events: [deny]\n    url: ftp://example.com/hook\n",
-            "18:10",
+            "16:10",
             "only http and https",
         ),
         (
             "  - id: a\n    events: [deny]\n    url: /relative\n",
-            "18:10",
+            "16:10",
             "not an absolute URL",
         ),
         (
             "  - id: a\n    events: [deny]\n    url: https://example.com/\n    secret_env: WARDEN_TEST_SURELY_UNSET_ALERT_KEY\n",
-            "19:17",
+            "17:17",
             "WARDEN_TEST_SURELY_UNSET_ALERT_KEY, which is unset or empty",
         ),
         (
             "  - { id: a, events: [deny], url: \"https://example.com/\", format: xml }\n",
-            "16:67",
+            "14:67",
             "unknown alert format \"xml\"",
         ),
         (
             "  - { id: a, events: [deny], url: \"https://example.com/\" }\n  - { id: a, events: [deny], url: \"https://example.com/\" }\n",
-            "17:11",
+            "15:11",
             "duplicate alert route id \"a\"",
         ),
         (
+            "  - { id: a, events: [deny], url: \"http://user:pw@example.com/\" }\n",
+            "14:35",
+            "carries credentials",
+        ),
+        (
             "  - { id: a, events: [], url: \"https://example.com/\" }\n",
-            "16:22",
+            "14:22",
             "no `events`",
         ),
         (
             "  - { id: a, events: [deny], url: \"https://example.com/\", timeout: 5m }\n",
-            "16:69",
+            "14:68",
             "`timeout` must be",
         ),
     ];

@@ -387,3 +387,96 @@ fn malformed_budgets_and_prices_are_policy_errors_with_positions() {
         assert!(err.contains(expected), "{what}: {err}");
     }
 }
+
+/// Issue 4 point 6: a session opened with run caps denies every action once its reports
+/// reach one, naming the cap; break-glass does not lift it.
+async fn run_caps_end_a_session(kind: Backend) {
+    use warden_proto::v1::sessions_client::SessionsClient;
+    use warden_proto::v1::{GetSessionRequest, OpenSessionRequest, SessionRef};
+    let db = TestDb::of(kind).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(&dir);
+    let daemon = Daemon::start(&db.url, &["--policy", &policy]);
+    let mut client = daemon.decisions().await;
+    let mut sessions = SessionsClient::new(daemon.channel().await);
+    let open = |session: &str, max_tokens: u64, max_cost_usd: f64| OpenSessionRequest {
+        session: Some(SessionRef {
+            agent: "capped".into(),
+            session: session.into(),
+            ..Default::default()
+        }),
+        max_tokens,
+        max_cost_usd,
+    };
+    sessions.open(open("tok", 1_000, 0.0)).await.unwrap();
+    sessions.open(open("usd", 0, 0.03)).await.unwrap();
+    let bad = sessions.open(open("bad", 0, -1.0)).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    // 600 tokens a call (an unpriced model): the third call is refused.
+    let base = client.clone();
+    let run = |model: &'static str, session: &'static str, t_in: u64, t_out: u64| {
+        let action = model_chat(model, "capped", session, 0);
+        let mut c = base.clone();
+        async move {
+            let d = evaluate(&mut c, action.clone()).await;
+            if d.verdict() == Verdict::Allow {
+                c.report(ReportRequest {
+                    action: Some(action),
+                    decision_seq: d.id.as_ref().unwrap().seq,
+                    result: Some(tokens(t_in, t_out)),
+                })
+                .await
+                .unwrap();
+            }
+            d
+        }
+    };
+    let mut verdicts = Vec::new();
+    for _ in 0..3 {
+        verdicts.push(run("local-llama", "tok", 400, 200).await);
+    }
+    assert_eq!(verdicts[0].verdict(), Verdict::Allow);
+    assert_eq!(verdicts[1].verdict(), Verdict::Allow);
+    let refused = &verdicts[2];
+    assert_eq!(refused.verdict(), Verdict::Deny);
+    assert_eq!(refused.matched_rules, ["session-cap"]);
+    assert!(
+        refused
+            .reason
+            .contains("run cap max_tokens=1000 is spent (1200 tokens used)"),
+        "{}",
+        refused.reason
+    );
+    // Every further action, of any kind, is refused too.
+    let d = evaluate(&mut client, deploy_in("capped", "tok")).await;
+    assert_eq!(d.verdict(), Verdict::Deny, "{d:?}");
+
+    // $0.02 a call against $0.03: the third call is refused.
+    let mut verdicts = Vec::new();
+    for _ in 0..3 {
+        verdicts.push(run("premium-1", "usd", 1_000, 250).await.verdict());
+    }
+    assert_eq!(verdicts, [Verdict::Allow, Verdict::Allow, Verdict::Deny]);
+    let info = sessions
+        .get(GetSessionRequest {
+            session: Some(SessionRef {
+                agent: "capped".into(),
+                session: "usd".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((info.max_cost_usd, info.tokens), (0.03, 2_500));
+    assert!((info.cost_usd - 0.04).abs() < 1e-9, "{info:?}");
+}
+both_backends!(run_caps, super::run_caps_end_a_session);
+
+fn deploy_in(agent: &str, session: &str) -> Action {
+    Action {
+        session: session.into(),
+        ..deploy(agent)
+    }
+}

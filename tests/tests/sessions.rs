@@ -140,6 +140,7 @@ async fn session_lifecycle(kind: Backend) {
                 agent: "analyst".into(),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .expect("open")
@@ -154,6 +155,7 @@ async fn session_lifecycle(kind: Backend) {
     let closed = sessions
         .close(CloseSessionRequest {
             session: session_ref(&id),
+            ..Default::default()
         })
         .await
         .expect("close")
@@ -172,6 +174,7 @@ async fn session_lifecycle(kind: Backend) {
     let err = sessions
         .open(OpenSessionRequest {
             session: session_ref(&id),
+            ..Default::default()
         })
         .await
         .expect_err("a closed session cannot be reopened");

@@ -95,6 +95,12 @@ mod tests {
     fn headers_verify_only_their_body_and_key() {
         let header = signature_header(b"k3y", b"{\"event\":\"deny\"}");
         assert!(header.starts_with("sha256=") && header.len() == 7 + 64);
+        // As `openssl dgst -sha256 -hmac k3y` and Python's `hmac` compute it (the
+        // receiver-side recipes in docs/POLICY.md).
+        assert_eq!(
+            header,
+            "sha256=bf262114d30259ae1af7b5f430980bdb03aae0e56c3731694f528176f09ca93e"
+        );
         assert!(verify_signature(b"k3y", b"{\"event\":\"deny\"}", &header));
         assert!(!verify_signature(b"k3y", b"{\"event\":\"allow\"}", &header));
         assert!(!verify_signature(

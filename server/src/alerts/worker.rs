@@ -74,7 +74,9 @@ impl WorkerHandle {
             abort.abort();
             tracing::warn!("alert deliveries still under way at the drain timeout were cut off");
         }
-        match tokio::time::timeout(deadline, self.store.alert_release(&self.owner)).await {
+        // One UPDATE: a few seconds are plenty, and keep the stop close to `deadline`.
+        let release = deadline.min(Duration::from_secs(5));
+        match tokio::time::timeout(release, self.store.alert_release(&self.owner)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(alerts = n, "released unsent alerts for the next worker"),
             Ok(Err(e)) => {
@@ -86,56 +88,64 @@ impl WorkerHandle {
 }
 
 impl Worker {
+    /// Keeps up to `batch` deliveries in flight: claims as many due alerts as there is
+    /// room for, and claims again whenever one finishes, a local alert is queued or the
+    /// poll interval passes. A slow receiver holds its own deliveries only, never the
+    /// others'.
     async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "alert worker started");
         let mut next_prune = Instant::now();
         let mut failing = false;
+        let mut in_flight = JoinSet::new();
         while !*stopped.borrow() {
             if Instant::now() >= next_prune {
                 self.prune().await;
                 next_prune = Instant::now() + PRUNE_EVERY;
             }
-            let now = now_us();
-            let lease_until =
-                now.saturating_add(i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX));
-            let claimed = match self
-                .store
-                .alert_claim(&self.owner, now, lease_until, self.config.batch)
-                .await
-            {
-                Ok(rows) => {
-                    if failing {
-                        tracing::info!("alert outbox reachable again");
-                        failing = false;
+            while in_flight.try_join_next().is_some() {}
+            let room = (self.config.batch as usize).saturating_sub(in_flight.len());
+            let mut claimed_all_room = false;
+            if room > 0 {
+                let now = now_us();
+                let lease_until =
+                    now.saturating_add(i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX));
+                let limit = u32::try_from(room).unwrap_or(u32::MAX);
+                match self
+                    .store
+                    .alert_claim(&self.owner, now, lease_until, limit)
+                    .await
+                {
+                    Ok(rows) => {
+                        if failing {
+                            tracing::info!("alert outbox reachable again");
+                            failing = false;
+                        }
+                        claimed_all_room = rows.len() == room;
+                        for row in rows {
+                            let me = self.clone();
+                            in_flight.spawn(async move { me.deliver(row).await });
+                        }
                     }
-                    rows
-                }
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "cannot read the alert outbox; retrying every poll");
-                        failing = true;
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "cannot read the alert outbox; retrying every poll");
+                            failing = true;
+                        }
                     }
-                    Vec::new()
                 }
-            };
-            let full = claimed.len() >= self.config.batch as usize;
-            if !claimed.is_empty() {
-                let mut deliveries = JoinSet::new();
-                for row in claimed {
-                    let me = self.clone();
-                    deliveries.spawn(async move { me.deliver(row).await });
-                }
-                while deliveries.join_next().await.is_some() {}
-                if full {
-                    continue; // more may be due right now
-                }
+            }
+            if claimed_all_room {
+                continue; // more may be due right now
             }
             tokio::select! {
                 () = tokio::time::sleep(self.config.poll) => {}
                 () = self.wake.notified() => {}
                 _ = stopped.changed() => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
         }
+        // Deliveries under way finish; `WorkerHandle::stop` bounds the wait.
+        while in_flight.join_next().await.is_some() {}
         tracing::debug!("alert worker stopped");
     }
 

@@ -63,7 +63,7 @@ impl Compiler<'_> {
     /// A non-negative, finite amount in the metric's written unit, as stored units.
     fn amount(&self, value: &Spanned<f64>, what: &str, metric: Metric) -> Result<i64, PolicyError> {
         let v = value.value;
-        if !v.is_finite() || v < 0.0 || v > MAX_AMOUNT {
+        if !(0.0..=MAX_AMOUNT).contains(&v) {
             return Err(self.error(
                 value.referenced,
                 format!("{what} must be a number from 0 to {MAX_AMOUNT:e}, not {v}"),

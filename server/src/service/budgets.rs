@@ -49,7 +49,7 @@ fn estimate(metric: Metric, action: &NormalizedAction) -> Result<i64, ApiError> 
             "action.attributes.{name}: {text:?} is not a number"
         ))
     })?;
-    if !value.is_finite() || value < 0.0 || value > 1e15 {
+    if !(0.0..=1e15).contains(&value) {
         return Err(ApiError::BadRequest(format!(
             "action.attributes.{name}: {value} is not a usable estimate (0 to 1e15)"
         )));

@@ -124,6 +124,7 @@ impl DecisionsService {
                 reason: reason.clone(),
                 policy_version: policy.version().into(),
                 zone: zone.as_str().into(),
+                // `decision_alerts` sets the kind of each event it makes from `base`.
                 ..crate::alerts::AlertEvent::new(crate::alerts::AlertEventKind::Deny)
             };
             let events = alerts::decision_alerts(&action, &outcome, &gated, base);
@@ -168,7 +169,7 @@ impl DecisionsService {
             .ok_or_else(|| ApiError::BadRequest("result: is required".into()))?;
         let policy = self.shared.policy.current();
         let now = now_us();
-        let (result_json, observation) = match result_json(result) {
+        let (result_json, mut observation) = match result_json(result) {
             Ok(r) => r,
             Err(e) => {
                 // Recorded as refused, counted nowhere.
@@ -184,6 +185,8 @@ impl DecisionsService {
                 return Err(e);
             }
         };
+        let usage = budgets::reported_usage(&policy, &action, result, req.decision_seq, now);
+        observation.cost_micro_usd = usage.cost_micro_usd;
         let guard = &self.shared.guard;
         let (zone, escalations, budgets) = self
             .shared
@@ -202,7 +205,6 @@ impl DecisionsService {
             })
             .await?;
         // Usage is settled against the budgets and kept in the history.
-        let usage = budgets::reported_usage(&policy, &action, result, req.decision_seq, now);
         let history = budgets::carries_usage(&usage).then_some(&usage);
         if !budgets.is_empty() || history.is_some() {
             let charges = budgets::settlement(&budgets, &action, &usage, now)?;
@@ -414,6 +416,9 @@ fn result_json(r: &ResultMeta) -> Result<(String, Observation), ApiError> {
         rows: r.rows,
         bytes: r.bytes,
         egress: egress.into(),
+        tokens: usage.tokens_in.saturating_add(usage.tokens_out),
+        // Priced by the caller, which knows the policy's price table.
+        cost_micro_usd: 0,
     };
     Ok((json, observation))
 }

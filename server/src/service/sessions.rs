@@ -23,7 +23,16 @@ impl SessionsService {
         SessionsService { shared }
     }
 
-    async fn open(&self, r: Option<SessionRef>) -> Result<SessionInfo, ApiError> {
+    async fn open(&self, req: OpenSessionRequest) -> Result<SessionInfo, ApiError> {
+        let r = req.session;
+        if !req.max_cost_usd.is_finite() || req.max_cost_usd < 0.0 || req.max_cost_usd > 1e9 {
+            return Err(ApiError::BadRequest(format!(
+                "max_cost_usd: {} is not a usable cap (0 for none, at most 1e9)",
+                req.max_cost_usd
+            )));
+        }
+        let max_tokens = (req.max_tokens > 0).then_some(req.max_tokens);
+        let max_cost = (req.max_cost_usd > 0.0).then(|| (req.max_cost_usd * 1e6).round() as i64);
         let mut key = key(r.as_ref())?;
         if r.as_ref().is_none_or(|r| r.session.trim().is_empty()) {
             key.session = crate::ids::new_id("s");
@@ -35,7 +44,11 @@ impl SessionsService {
             .store
             .session_step(&key, |stored| match stored {
                 None => {
-                    let s = SessionState::new(now);
+                    let s = SessionState {
+                        max_tokens,
+                        max_cost_micro_usd: max_cost,
+                        ..SessionState::new(now)
+                    };
                     Ok((s.clone(), (s, true)))
                 }
                 Some(s) => match s.ended(&policy, now) {
@@ -142,6 +155,10 @@ fn info(
         closed_us: s.closed_us.unwrap_or(0),
         open: ended.is_none(),
         ended_reason: ended.unwrap_or_default(),
+        max_tokens: s.max_tokens.unwrap_or(0),
+        max_cost_usd: s.max_cost_micro_usd.map_or(0.0, |m| m as f64 / 1e6),
+        tokens: s.tokens,
+        cost_usd: s.cost_micro_usd as f64 / 1e6,
     }
 }
 
@@ -152,7 +169,7 @@ impl Sessions for SessionsService {
         request: Request<OpenSessionRequest>,
     ) -> Result<Response<SessionInfo>, Status> {
         Ok(Response::new(
-            SessionsService::open(self, request.into_inner().session).await?,
+            SessionsService::open(self, request.into_inner()).await?,
         ))
     }
 

@@ -109,5 +109,7 @@ pub(super) fn stored_observation(json: &str) -> Result<Observation, String> {
         rows: s.rows,
         bytes: s.bytes,
         egress: s.egress,
+        // Run caps are not replayed (Sessions.Open records do not carry them).
+        ..Observation::default()
     })
 }

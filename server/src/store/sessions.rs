@@ -22,7 +22,8 @@ macro_rules! session_select {
     ($where:literal) => {
         concat!(
             "SELECT zone, actions, reports, bytes, rows_read, tags, started_us, \
-             last_seen_us, closed_us FROM sessions WHERE ",
+             last_seen_us, closed_us, max_tokens, max_cost_micro_usd, tokens, cost_micro_usd \
+             FROM sessions WHERE ",
             $where
         )
     };
@@ -32,10 +33,27 @@ const SELECT_PG: &str = session_select!("tenant = $1 AND agent = $2 AND session 
 const SELECT_PG_LOCKED: &str =
     session_select!("tenant = $1 AND agent = $2 AND session = $3 FOR UPDATE");
 
-type Row = (i64, i64, i64, i64, i64, String, i64, i64, Option<i64>);
+type Row = (
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+);
 
 fn state(row: Row) -> Result<SessionState, StoreError> {
-    let (zone, actions, reports, bytes, rows, tags, started, seen, closed) = row;
+    let (zone, actions, reports, bytes, rows, tags, started, seen, closed) = (
+        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8,
+    );
+    let (max_tokens, max_cost, tokens, cost) = (row.9, row.10, row.11, row.12);
     let zone = i16::try_from(zone)
         .ok()
         .and_then(Zone::from_i16)
@@ -51,6 +69,10 @@ fn state(row: Row) -> Result<SessionState, StoreError> {
         started_us: started,
         last_seen_us: seen,
         closed_us: closed,
+        max_tokens: max_tokens.map(|n| n.max(0) as u64),
+        max_cost_micro_usd: max_cost,
+        tokens: tokens.max(0) as u64,
+        cost_micro_usd: cost,
     })
 }
 
@@ -75,7 +97,7 @@ macro_rules! bind_key {
 
 /// Binds a session's stored fields in the order both UPDATE statements number them:
 /// tenant, agent, session, zone, actions, reports, bytes, rows, tags, started, last seen,
-/// closed.
+/// closed, max tokens, max cost, tokens, cost.
 macro_rules! bind_session {
     ($query:expr, $key:expr, $s:expr) => {
         bind_key!($query, $key)
@@ -88,6 +110,10 @@ macro_rules! bind_session {
             .bind($s.started_us)
             .bind($s.last_seen_us)
             .bind($s.closed_us)
+            .bind($s.max_tokens.map(big))
+            .bind($s.max_cost_micro_usd)
+            .bind(big($s.tokens))
+            .bind($s.cost_micro_usd)
     };
 }
 
@@ -184,7 +210,8 @@ async fn sqlite_put(
 ) -> Result<(), StoreError> {
     let sql = "UPDATE sessions SET zone = MAX(zone, ?4), actions = ?5, reports = ?6, \
                bytes = ?7, rows_read = ?8, tags = ?9, started_us = ?10, last_seen_us = ?11, \
-               closed_us = COALESCE(closed_us, ?12) \
+               closed_us = COALESCE(closed_us, ?12), max_tokens = ?13, \
+               max_cost_micro_usd = ?14, tokens = ?15, cost_micro_usd = ?16 \
                WHERE tenant = ?1 AND agent = ?2 AND session = ?3";
     bind_session!(sqlx::query(sql), key, s)
         .execute(conn)
@@ -211,7 +238,8 @@ async fn pg_put(
 ) -> Result<(), StoreError> {
     let sql = "UPDATE sessions SET zone = GREATEST(zone, $4), actions = $5, reports = $6, \
                bytes = $7, rows_read = $8, tags = $9, started_us = $10, last_seen_us = $11, \
-               closed_us = COALESCE(closed_us, $12) \
+               closed_us = COALESCE(closed_us, $12), max_tokens = $13, \
+               max_cost_micro_usd = $14, tokens = $15, cost_micro_usd = $16 \
                WHERE tenant = $1 AND agent = $2 AND session = $3";
     bind_session!(sqlx::query(sql), key, s)
         .execute(conn)

@@ -153,3 +153,68 @@ impl Compiler<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::{AlertEventKind, AlertFormat, Policy};
+
+    fn compile(alerts: &str) -> Policy {
+        let yaml = format!("version: 1\ndefault: allow\n{alerts}");
+        Policy::from_yaml("p.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const ROUTE: &str = "alerts:\n  - { id: ops, events: [deny, chain_broken, deny], url: \"https://h.example/x\" }\n";
+
+    #[test]
+    fn routes_compile_with_defaults() {
+        let p = compile(ROUTE);
+        let [route] = p.alerts() else {
+            panic!("{:?}", p.alerts())
+        };
+        assert_eq!(route.id, "ops");
+        assert_eq!(
+            route.events,
+            [AlertEventKind::Deny, AlertEventKind::ChainBroken]
+        );
+        assert_eq!(route.format, AlertFormat::Json);
+        assert_eq!(route.timeout, std::time::Duration::from_secs(5));
+        assert!(route.secret.is_none());
+        assert!(route.wants(AlertEventKind::Deny) && !route.wants(AlertEventKind::RateLimited));
+        assert_eq!(route.origin.line, 4);
+    }
+
+    #[test]
+    fn routes_enter_the_version_and_no_routes_change_nothing() {
+        let none = compile("");
+        assert_eq!(none.version(), compile("alerts: []\n").version());
+        let routed = compile(ROUTE);
+        assert_ne!(none.version(), routed.version());
+        assert_ne!(
+            routed.version(),
+            compile(&ROUTE.replace("/x", "/y")).version()
+        );
+        // Formatting and event order do not matter.
+        let same = "alerts:\n  - id: ops\n    url: https://h.example/x\n    events:\n      - chain_broken\n      - deny\n";
+        assert_eq!(routed.version(), compile(same).version());
+    }
+
+    #[test]
+    fn secrets_are_read_from_the_environment_and_never_shown() {
+        // PATH is set wherever tests run.
+        let value = std::env::var("PATH").unwrap_or_default();
+        assert!(!value.is_empty());
+        let with = |var: &str| {
+            compile(&format!(
+                "alerts:\n  - {{ id: ops, events: [deny], url: \"https://h.example/\", secret_env: {var} }}\n"
+            ))
+        };
+        let p = with("PATH");
+        let secret = p.alerts()[0].secret.as_ref().unwrap();
+        assert_eq!(secret.key(), value.as_bytes());
+        assert_eq!(secret.env, "PATH");
+        assert!(!format!("{:?}", p.alerts()).contains(&value));
+        let unsigned =
+            compile("alerts:\n  - { id: ops, events: [deny], url: \"https://h.example/\" }\n");
+        assert_ne!(p.version(), unsigned.version());
+    }
+}
