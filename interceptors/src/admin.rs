@@ -72,6 +72,93 @@ pub enum ApprovalsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BudgetsCommand {
+    /// Budgets that apply to a tenant, agent or session, with their current window's
+    /// usage, and the recent usage history.
+    Show {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long, default_value = "")]
+        agent: String,
+        #[arg(long, default_value = "")]
+        session: String,
+        /// History rows to show.
+        #[arg(long, default_value_t = 20)]
+        history: u32,
+    },
+}
+
+pub(crate) async fn budgets(cmd: BudgetsCommand) -> i32 {
+    finish(budgets_inner(cmd).await)
+}
+
+async fn budgets_inner(cmd: BudgetsCommand) -> Result<(), String> {
+    use warden_proto::v1::{GetUsageRequest, budgets_client::BudgetsClient};
+    let BudgetsCommand::Show {
+        admin,
+        tenant,
+        agent,
+        session,
+        history,
+    } = cmd;
+    let mut client = BudgetsClient::new(admin.channel().await?);
+    let usage = client
+        .get_usage(GetUsageRequest {
+            tenant,
+            agent,
+            session,
+            since_us: 0,
+            history_limit: history.max(1),
+        })
+        .await
+        .map_err(status_text)?
+        .into_inner();
+    if usage.budgets.is_empty() {
+        println!(
+            "no budgets apply (per-agent budgets need --agent, per-session ones --session too)"
+        );
+    }
+    for b in &usage.budgets {
+        println!(
+            "{:<24} {:<13} per {:<7} this {:<7} used {} of {} ({} reserved, {} left){}",
+            b.budget,
+            b.metric,
+            b.scope,
+            b.window,
+            b.used,
+            b.limit,
+            b.reserved,
+            b.remaining,
+            if b.hard { "" } else { "  [soft]" }
+        );
+    }
+    if !usage.history.is_empty() {
+        println!("history (newest first):");
+    }
+    for h in usage.history.iter().take(history as usize) {
+        println!(
+            "  {} {}/{} {} {} {} tokens={}+{} cost=${} bytes={} rows={} ms={} calls={}",
+            h.time_us,
+            h.agent,
+            h.session,
+            h.channel,
+            h.tool,
+            h.model,
+            h.tokens_in,
+            h.tokens_out,
+            h.cost_usd,
+            h.egress_bytes,
+            h.rows,
+            h.wall_time_ms,
+            h.tool_calls
+        );
+    }
+    Ok(())
+}
+
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BreakGlassArgs {

@@ -40,6 +40,9 @@ pub enum Command {
     /// Issue a time-limited, audited override of breakable refusals (`--reason`,
     /// `--ttl`, and `--agent`, `--session` or `--tenant-wide`); `revoke ID`, `list`.
     BreakGlass(admin::BreakGlassArgs),
+    /// Show budgets, their usage and the usage history.
+    #[command(subcommand)]
+    Budgets(admin::BudgetsCommand),
 }
 
 /// Runs a parsed command and returns the process exit code.
@@ -48,5 +51,6 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Exec(args) => exec::run(args).await,
         Command::Approvals(cmd) => admin::approvals(cmd).await,
         Command::BreakGlass(args) => admin::break_glass(args).await,
+        Command::Budgets(cmd) => admin::budgets(cmd).await,
     }
 }

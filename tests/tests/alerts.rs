@@ -663,3 +663,69 @@ fn bad_routes_are_policy_errors_with_positions() {
     };
     assert_ne!(version(&plain), version(&routed));
 }
+
+/// Budgets raise `budget_threshold` once per threshold and `budget_exceeded` when a
+/// hard budget refuses (ahead of the plain deny for a route that takes both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_raise_threshold_and_exceeded_alerts() {
+    let db = TestDb::sqlite().await;
+    let receiver = Receiver::start(always(200)).await;
+    let yaml = format!(
+        r#"version: 1
+name: budget-alerts
+default: allow
+budgets:
+  - {{ id: five-calls, metric: tool_calls, scope: agent, window: day, limit: 5, alert_at: [0.6, 1.0] }}
+alerts:
+  - {{ id: ops, events: [budget_threshold, budget_exceeded, deny], url: {} }}
+"#,
+        receiver.url("/hook")
+    );
+    let f = files(&yaml);
+    let daemon = Daemon::start(&db.url, &["--policy", f.policy.to_str().unwrap()]);
+    let mut client = daemon.decisions().await;
+    let mut verdicts = Vec::new();
+    for _ in 0..7 {
+        verdicts.push(
+            evaluate(&mut client, exec_action("s", &["ls"]))
+                .await
+                .verdict(),
+        );
+    }
+    assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Allow).count(), 5);
+    // 60% (3rd call), 100% (5th call), then one budget_exceeded per refusal (6th, 7th).
+    let got = receiver.wait_for(4, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Deliveries run in parallel, so compare them in a fixed order.
+    let mut events: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.json()["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            "budget_exceeded",
+            "budget_exceeded",
+            "budget_exceeded",
+            "budget_threshold"
+        ],
+        "{got:?}"
+    );
+    let bodies: Vec<_> = receiver.requests().iter().map(|r| r.json()).collect();
+    let threshold = bodies
+        .iter()
+        .find(|b| b["event"] == "budget_threshold")
+        .unwrap();
+    assert_eq!(threshold["details"]["budget"], "five-calls");
+    assert_eq!(threshold["details"]["threshold"], 0.6);
+    let refusals: Vec<_> = bodies.iter().filter(|b| b["verdict"] == "deny").collect();
+    assert_eq!(refusals.len(), 2, "{bodies:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|b| b["rules"][0] == "budget:five-calls")
+    );
+    drop(daemon);
+}

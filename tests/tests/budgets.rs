@@ -268,6 +268,23 @@ async fn budgets_on_one_node(kind: Backend) {
             .verdict(),
         Verdict::Allow
     );
+    // The CLI shows the same.
+    let out = std::process::Command::new(warden_tests::warden())
+        .args(["budgets", "show", "--agent", "one", "--session", "pricey"])
+        .env("WARDEN_DAEMON", daemon.url())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("session-cost") && l.contains("used 0.06 of 0.05")),
+        "{text}"
+    );
+    assert!(
+        text.contains("premium-1 tokens=1000+250 cost=$0.02"),
+        "{text}"
+    );
     let u = usage(&daemon, "one", "pricey").await;
     let cost = budget(&u, "session-cost");
     assert!((cost.used - 0.06).abs() < 1e-9, "{cost:?}");

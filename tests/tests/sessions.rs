@@ -155,7 +155,6 @@ async fn session_lifecycle(kind: Backend) {
     let closed = sessions
         .close(CloseSessionRequest {
             session: session_ref(&id),
-            ..Default::default()
         })
         .await
         .expect("close")

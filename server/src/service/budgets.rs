@@ -15,6 +15,7 @@ use warden_proto::v1::{
 };
 
 use super::{Shared, now_us};
+use crate::alerts::{AlertEvent, AlertEventKind};
 use crate::error::ApiError;
 use crate::normalize::{Egress, NormalizedAction, identity};
 use crate::policy::{Budget, Metric, Policy, Scope, Window};
@@ -208,6 +209,67 @@ pub(crate) fn remaining(budgets: &[&Budget], after: &[BudgetRow]) -> Vec<BudgetR
             })
         })
         .collect()
+}
+
+/// Alerts for budgets whose usage crossed one of their `alert_at` thresholds with this
+/// change. Each threshold is announced once per window, by whichever replica raises the
+/// counter's mark first. Crossing 100% of a soft budget is `budget_exceeded`.
+pub(crate) async fn threshold_alerts(
+    shared: &Shared,
+    budgets: &[&Budget],
+    after: &[BudgetRow],
+    action: &NormalizedAction,
+) -> Result<Vec<AlertEvent>, ApiError> {
+    let mut events = Vec::new();
+    for row in after {
+        let Some(b) = budgets.iter().find(|b| b.id == row.budget) else {
+            continue;
+        };
+        if b.limit <= 0 {
+            continue;
+        }
+        let fraction = row.used as f64 / b.limit as f64;
+        let Some(crossed) = b.alert_at.iter().rev().find(|t| fraction >= **t) else {
+            continue;
+        };
+        let permille = (crossed * 1000.0).round() as i64;
+        if !shared.store.budget_mark_alerted(row, permille).await? {
+            continue;
+        }
+        let kind = if fraction >= 1.0 {
+            AlertEventKind::BudgetExceeded
+        } else {
+            AlertEventKind::BudgetThreshold
+        };
+        let m = b.metric;
+        events.push(
+            AlertEvent {
+                tenant: action.tenant.clone(),
+                agent: action.agent.clone(),
+                session: action.session.clone(),
+                rules: vec![format!("budget:{}", b.id)],
+                reason: format!(
+                    "budget {} reached {:.0}% of its limit: {} of {} {} this {}",
+                    b.id,
+                    crossed * 100.0,
+                    m.display(row.used),
+                    m.display(b.limit),
+                    m.as_str(),
+                    b.window.as_str()
+                ),
+                ..AlertEvent::new(kind)
+            }
+            .detail("budget", b.id.as_str())
+            .detail("metric", m.as_str())
+            .detail("scope", b.scope.as_str())
+            .detail("window", b.window.as_str())
+            .detail("used", m.display(row.used))
+            .detail("limit", m.display(b.limit))
+            .detail("threshold", *crossed)
+            .detail("hard", b.hard),
+        );
+    }
+    Ok(events)
 }
 
 /// The reason of a budget refusal.

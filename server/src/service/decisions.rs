@@ -73,6 +73,7 @@ impl DecisionsService {
         //    refuses it (see `service/budgets.rs`).
         let mut rule_ids = outcome.matched_rules.clone();
         let mut budget_remaining = Vec::new();
+        let mut budget_events = Vec::new();
         if matches!(gated.verdict, Verdict::Allow | Verdict::AllowWithRedaction)
             && !budgets.is_empty()
         {
@@ -87,11 +88,21 @@ impl DecisionsService {
                 .budget_admit(&charges, usage.as_ref(), now)
                 .await?
             {
-                Ok(after) => budget_remaining = budgets::remaining(&budgets, &after),
+                Ok(after) => {
+                    budget_remaining = budgets::remaining(&budgets, &after);
+                    budget_events =
+                        budgets::threshold_alerts(&self.shared, &budgets, &after, &action).await?;
+                }
                 Err(refusal) => {
                     gated.verdict = Verdict::Deny;
                     gated.reason = budgets::refusal_reason(&budgets, &refusal);
                     rule_ids = vec![format!("budget:{}", refusal.budget)];
+                    budget_events.push(
+                        crate::alerts::AlertEvent::new(
+                            crate::alerts::AlertEventKind::BudgetExceeded,
+                        )
+                        .detail("budget", refusal.budget.as_str()),
+                    );
                 }
             }
         }
@@ -127,8 +138,22 @@ impl DecisionsService {
                 // `decision_alerts` sets the kind of each event it makes from `base`.
                 ..crate::alerts::AlertEvent::new(crate::alerts::AlertEventKind::Deny)
             };
-            let events = alerts::decision_alerts(&action, &outcome, &gated, base);
+            // A budget's own event comes first, so a route that takes both gets it
+            // rather than the plain deny.
+            let mut events: Vec<_> = budget_events
+                .drain(..)
+                .filter(|e| e.kind == crate::alerts::AlertEventKind::BudgetExceeded)
+                .map(|e| crate::alerts::AlertEvent {
+                    kind: e.kind,
+                    details: e.details,
+                    ..base.clone()
+                })
+                .collect();
+            events.extend(alerts::decision_alerts(&action, &outcome, &gated, base));
             self.shared.alerts.emit_all(events).await;
+        }
+        for event in budget_events {
+            self.shared.alerts.emit(event).await;
         }
         // 8. Answer.
         let redactions = if gated.verdict == Verdict::AllowWithRedaction {
@@ -205,13 +230,17 @@ impl DecisionsService {
             })
             .await?;
         // Usage is settled against the budgets and kept in the history.
+        let mut budget_events = Vec::new();
         let history = budgets::carries_usage(&usage).then_some(&usage);
         if !budgets.is_empty() || history.is_some() {
             let charges = budgets::settlement(&budgets, &action, &usage, now)?;
-            self.shared
+            let after = self
+                .shared
                 .store
                 .budget_settle(&charges, history, now)
                 .await?;
+            budget_events =
+                budgets::threshold_alerts(&self.shared, &budgets, &after, &action).await?;
         }
         let body = RecordBody {
             time_us: now,
@@ -224,6 +253,15 @@ impl DecisionsService {
             ..identity_body(&action)
         };
         let committed = self.shared.audit.append(body).await?;
+        for event in budget_events {
+            self.shared
+                .alerts
+                .emit(crate::alerts::AlertEvent {
+                    decision_seq: req.decision_seq,
+                    ..event
+                })
+                .await;
+        }
         Ok(ReportResponse {
             id: Some(AuditRef {
                 seq: committed.seq,
