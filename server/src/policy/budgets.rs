@@ -156,7 +156,7 @@ impl Window {
 
 /// (year, month 1-12, day 1-31) of a day number since 1970-01-01 (Howard Hinnant's
 /// algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -97,21 +97,6 @@ const INSERT_USAGE: &str = "INSERT INTO usage_history (time_us, tenant, agent, s
      wall_time_ms, tool_calls) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
-/// Binds a [`Charge`] to [`ADMIT`] ($1-$8).
-macro_rules! bind_charge {
-    ($query:expr, $c:expr, $now:expr) => {
-        $query
-            .bind($c.budget.as_str())
-            .bind($c.scope_key.as_str())
-            .bind($c.window_start)
-            .bind($c.used)
-            .bind($c.reserved)
-            .bind($now)
-            .bind($c.limit)
-            .bind(i64::from($c.hard))
-    };
-}
-
 /// Binds a [`Charge`] to a settle statement ($1-$6).
 macro_rules! bind_settle {
     ($query:expr, $c:expr, $now:expr) => {
@@ -122,6 +107,15 @@ macro_rules! bind_settle {
             .bind($c.used)
             .bind($c.reserved)
             .bind($now)
+    };
+}
+
+/// Binds a [`Charge`] to [`ADMIT`] ($1-$8).
+macro_rules! bind_charge {
+    ($query:expr, $c:expr, $now:expr) => {
+        bind_settle!($query, $c, $now)
+            .bind($c.limit)
+            .bind(i64::from($c.hard))
     };
 }
 
