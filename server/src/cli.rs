@@ -105,6 +105,10 @@ pub struct ServeArgs {
     /// How long delivered and failed alerts stay in the outbox, e.g. `7d`.
     #[arg(long, env = "WARDEN_ALERT_RETENTION", default_value = "7d", value_parser = parse_alert_interval)]
     pub alert_retention: Duration,
+    /// How long usage history rows are kept, e.g. `90d`; `0` keeps them forever. Budget
+    /// counters are not affected.
+    #[arg(long, env = "WARDEN_USAGE_RETENTION", default_value = "90d", value_parser = parse_interval)]
+    pub usage_retention: Duration,
 }
 
 /// A duration flag: `2s`, `1m`, or `0`.
@@ -196,6 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 drain_timeout: Duration::from_secs(args.drain_timeout),
                 policy_watch: Some(args.policy_watch).filter(|d| !d.is_zero()),
                 approval_timeout: args.approval_timeout,
+                usage_retention: Some(args.usage_retention).filter(|d| !d.is_zero()),
                 admin_token_file: args.admin_token_file,
                 alerts: crate::alerts::AlertConfig {
                     retry_base: args.alert_retry_base,

@@ -55,6 +55,8 @@ pub struct ServeConfig {
     /// File holding the admin token (break-glass; reload and approvals need it too once
     /// set). `None`: development mode, break-glass off.
     pub admin_token_file: Option<PathBuf>,
+    /// How long usage history is kept; `None` keeps it.
+    pub usage_retention: Option<Duration>,
     /// Alert delivery: retries, backoff, polling and retention of the outbox.
     pub alerts: AlertConfig,
 }
@@ -71,6 +73,7 @@ impl Default for ServeConfig {
             policy_watch: Some(Duration::from_secs(2)),
             approval_timeout: Duration::from_secs(3_600),
             admin_token_file: None,
+            usage_retention: Some(Duration::from_secs(90 * 86_400)),
             alerts: AlertConfig::default(),
         }
     }
@@ -204,6 +207,9 @@ pub async fn run(
         alerts,
     };
     let sighup = tokio::spawn(reload_on_sighup(policy.clone()));
+    let usage_pruner = config
+        .usage_retention
+        .map(|keep| tokio::spawn(prune_usage(store.clone(), keep)));
     let watcher = match (&config.policy, config.policy_watch) {
         (Some(path), Some(every)) => {
             Some(tokio::spawn(reload_on_change(policy, path.clone(), every)))
@@ -302,6 +308,9 @@ pub async fn run(
     // what is queued and stops.
     drop(serve);
     sighup.abort();
+    if let Some(p) = usage_pruner {
+        p.abort();
+    }
     if let Some(w) = watcher {
         w.abort();
     }
@@ -339,6 +348,22 @@ fn check_alert_config(c: &AlertConfig) -> anyhow::Result<()> {
         anyhow::bail!("the alert batch size must be at least 1");
     }
     Ok(())
+}
+
+/// Deletes usage history older than `keep`, at start and then hourly. Every replica
+/// may run it; the DELETE is idempotent.
+async fn prune_usage(store: Store, keep: Duration) {
+    let keep_us = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+    let mut ticker = tokio::time::interval(Duration::from_secs(3_600));
+    loop {
+        ticker.tick().await;
+        let before = crate::service::now_us().saturating_sub(keep_us);
+        match store.usage_prune(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned usage history past the retention"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the usage history"),
+        }
+    }
 }
 
 /// SIGHUP re-reads the policy file; a bad file is logged and the old policy kept.

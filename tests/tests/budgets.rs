@@ -497,3 +497,36 @@ fn deploy_in(agent: &str, session: &str) -> Action {
         ..deploy(agent)
     }
 }
+
+/// Usage history older than `--usage-retention` is pruned (at start, then hourly);
+/// budget counters stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_history_retention_prunes_old_rows_only() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(&dir);
+    let first = Daemon::start(&db.url, &["--policy", &policy, "--usage-retention", "0"]);
+    let mut client = first.decisions().await;
+    for _ in 0..3 {
+        evaluate(&mut client, deploy("keeper")).await;
+    }
+    assert_eq!(usage(&first, "keeper", "").await.history.len(), 3);
+    drop(client);
+    assert!(first.stop().success());
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+
+    let second = Daemon::start(&db.url, &["--policy", &policy, "--usage-retention", "1s"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let u = usage(&second, "keeper", "").await;
+        if u.history.is_empty() {
+            assert_eq!(budget(&u, "deploys-per-day").used, 3.0, "counters stay");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "history not pruned: {u:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
