@@ -289,16 +289,19 @@ impl Policy {
         &self.budgets
     }
 
-    /// The budgets an action counts against (their `match` holds).
+    /// The budgets an action counts against (their `match` holds), as indices into
+    /// [`Policy::budgets`].
     pub fn budgets_for(
         &self,
         s: &Subject<'_>,
         zone: Zone,
         session_tags: &BTreeSet<String>,
-    ) -> Vec<&Budget> {
+    ) -> Vec<usize> {
         self.budgets
             .iter()
-            .filter(|b| b.conditions.matches(s, zone, session_tags))
+            .enumerate()
+            .filter(|(_, b)| b.conditions.matches(s, zone, session_tags))
+            .map(|(i, _)| i)
             .collect()
     }
 

@@ -182,6 +182,9 @@ pub struct Judgement {
     pub zone_before: Zone,
     pub escalations: Vec<Escalation>,
     pub next: SessionState,
+    /// Indices into `Policy::budgets` of the budgets the action counts against, matched
+    /// on the same subject the rules saw.
+    pub budgets: Vec<usize>,
 }
 
 /// Decides `action` in a session in `state`. Action triggers fire first, so the action is
@@ -213,11 +216,13 @@ pub fn judge(
     }
     next.actions = next.actions.saturating_add(1);
     next.last_seen_us = next.last_seen_us.max(now_us);
+    let budgets = policy.budgets_for(&facts, next.zone, &next.tags);
     Judgement {
         outcome,
         zone_before: state.zone,
         escalations,
         next,
+        budgets,
     }
 }
 

@@ -57,15 +57,14 @@ impl DecisionsService {
                 let state = live_session(stored, &policy, now)?;
                 let j = session::judge(&policy, guard, &state, &action, now);
                 let zone = j.next.zone;
-                let budgets = if policy.budgets().is_empty() {
-                    Vec::new()
-                } else {
-                    policy.budgets_for(&policy.context(&action, guard), zone, &j.next.tags)
-                };
-                Ok::<_, ApiError>((j.next, (j.outcome, j.escalations, zone, budgets)))
+                Ok::<_, ApiError>((j.next, (j.outcome, j.escalations, zone, j.budgets)))
             })
             .await?;
         let (outcome, escalations, zone, budgets) = judgement;
+        let budgets: Vec<_> = budgets
+            .iter()
+            .filter_map(|&i| policy.budgets().get(i))
+            .collect();
         // 4. Break-glass grants and approvals may change a refusal (see `gate`).
         let mut gated =
             super::approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
@@ -229,6 +228,10 @@ impl DecisionsService {
                 Ok::<_, ApiError>((next, (zone, fired, budgets)))
             })
             .await?;
+        let budgets: Vec<_> = budgets
+            .iter()
+            .filter_map(|&i| policy.budgets().get(i))
+            .collect();
         // Usage is settled against the budgets and kept in the history.
         let mut budget_events = Vec::new();
         let history = budgets::carries_usage(&usage).then_some(&usage);

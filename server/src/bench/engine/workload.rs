@@ -136,7 +136,7 @@ const URLS: &[&str] = &[
     "https://console.example.com/api-keys/new",
     "https://api.github.com/repos/acme/app/issues",
     "https://uploads.github.com/repos/acme/app/releases",
-    "https://hooks.slack.com/services/T000/B000/XXXX",
+    "https://hooks.slack.com/services/acme/deploys/ops-channel",
     "https://api.openai.com/v1/chat/completions",
     "https://api.anthropic.com/v1/messages",
     "http://wiki.internal/runbooks/deploy",
