@@ -13,6 +13,7 @@ mod compile;
 mod conditions;
 mod model;
 mod profiles;
+pub mod rate_limits;
 mod selfguard;
 mod triggers;
 
@@ -31,6 +32,7 @@ pub use budgets::{Budget, Metric, Price, Scope, Window};
 use conditions::Conditions;
 pub use conditions::Subject;
 pub use profiles::{PROFILES, ProfileInfo};
+pub use rate_limits::RateLimit;
 pub use selfguard::SelfGuard;
 use triggers::Trigger;
 
@@ -184,6 +186,8 @@ pub struct Policy {
     alerts: Vec<AlertRoute>,
     budgets: Vec<Budget>,
     prices: Vec<Price>,
+    /// Token buckets per tool category, in policy order.
+    rate_limits: Vec<RateLimit>,
     internal_hosts: GlobSet,
     /// The globs `internal_hosts` was built from (profiles' included), sorted and
     /// deduplicated.
@@ -301,6 +305,27 @@ impl Policy {
             .iter()
             .enumerate()
             .filter(|(_, b)| b.conditions.matches(s, zone, session_tags))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Every rate limit, in policy order.
+    pub fn rate_limits(&self) -> &[RateLimit] {
+        &self.rate_limits
+    }
+
+    /// The rate limits (tool categories) an action falls under, as indices into
+    /// [`Policy::rate_limits`].
+    pub fn rate_limits_for(
+        &self,
+        s: &Subject<'_>,
+        zone: Zone,
+        session_tags: &BTreeSet<String>,
+    ) -> Vec<usize> {
+        self.rate_limits
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.conditions.matches(s, zone, session_tags))
             .map(|(i, _)| i)
             .collect()
     }
@@ -484,6 +509,7 @@ fn canonical_version(
     triggers: &[Trigger],
     budgets: &[Budget],
     prices: &[Price],
+    rate_limits: &[RateLimit],
 ) -> String {
     #[derive(Serialize)]
     struct Canonical<'a> {
@@ -499,6 +525,8 @@ fn canonical_version(
         budgets: Vec<budgets::BudgetSpec<'a>>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         prices: Vec<budgets::PriceSpec<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        rate_limits: Vec<rate_limits::RateLimitSpec<'a>>,
     }
     let canonical = Canonical {
         format: 2,
@@ -510,6 +538,7 @@ fn canonical_version(
         zone_triggers: triggers.iter().map(Trigger::spec).collect(),
         budgets: budgets.iter().map(Budget::spec).collect(),
         prices: prices.iter().map(Price::spec).collect(),
+        rate_limits: rate_limits.iter().map(RateLimit::spec).collect(),
     };
     // Serializing plain strings, vectors and enums cannot fail.
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();

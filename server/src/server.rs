@@ -205,11 +205,10 @@ pub async fn run(
         store: store.clone(),
         settings,
         alerts,
+        rate_cache: Arc::default(),
     };
     let sighup = tokio::spawn(reload_on_sighup(policy.clone()));
-    let usage_pruner = config
-        .usage_retention
-        .map(|keep| tokio::spawn(prune_usage(store.clone(), keep)));
+    let housekeeping = tokio::spawn(housekeeping(store.clone(), config.usage_retention));
     let watcher = match (&config.policy, config.policy_watch) {
         (Some(path), Some(every)) => {
             Some(tokio::spawn(reload_on_change(policy, path.clone(), every)))
@@ -308,9 +307,7 @@ pub async fn run(
     // what is queued and stops.
     drop(serve);
     sighup.abort();
-    if let Some(p) = usage_pruner {
-        p.abort();
-    }
+    housekeeping.abort();
     if let Some(w) = watcher {
         w.abort();
     }
@@ -350,18 +347,28 @@ fn check_alert_config(c: &AlertConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes usage history older than `keep`, at start and then hourly. Every replica
-/// may run it; the DELETE is idempotent.
-async fn prune_usage(store: Store, keep: Duration) {
-    let keep_us = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+/// At start and then hourly: deletes usage history older than `usage_keep` (when
+/// set) and rate-limit buckets that have been full for an hour (a missing bucket is a
+/// full one, so this changes no decision). Every replica may run it; the DELETEs are
+/// idempotent.
+async fn housekeeping(store: Store, usage_keep: Option<Duration>) {
+    const HOUR_US: i64 = 3_600_000_000;
     let mut ticker = tokio::time::interval(Duration::from_secs(3_600));
     loop {
         ticker.tick().await;
-        let before = crate::service::now_us().saturating_sub(keep_us);
-        match store.usage_prune(before).await {
+        let now = crate::service::now_us();
+        if let Some(keep) = usage_keep {
+            let keep_us = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+            match store.usage_prune(now.saturating_sub(keep_us)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned usage history past the retention"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune the usage history"),
+            }
+        }
+        match store.rate_buckets_prune(now.saturating_sub(HOUR_US)).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "pruned usage history past the retention"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune the usage history"),
+            Ok(n) => tracing::debug!(rows = n, "pruned full rate-limit buckets"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune rate-limit buckets"),
         }
     }
 }

@@ -6,6 +6,7 @@ mod approvals;
 mod audit;
 mod budgets;
 mod decisions;
+mod rate_limits;
 mod sessions;
 
 use std::path::PathBuf;
@@ -92,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) settings: Arc<Settings>,
     /// Queues alerts for the policy's webhook routes (durable outbox).
     pub(crate) alerts: Alerts,
+    /// Rate-limit buckets this daemon last saw empty (the local fast path).
+    pub(crate) rate_cache: Arc<rate_limits::RateCache>,
 }
 
 /// Daemon settings the services read.

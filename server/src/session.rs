@@ -185,6 +185,8 @@ pub struct Judgement {
     /// Indices into `Policy::budgets` of the budgets the action counts against, matched
     /// on the same subject the rules saw.
     pub budgets: Vec<usize>,
+    /// Indices into `Policy::rate_limits` of the tool categories the action falls under.
+    pub rate_limits: Vec<usize>,
 }
 
 /// Decides `action` in a session in `state`. Action triggers fire first, so the action is
@@ -217,12 +219,14 @@ pub fn judge(
     next.actions = next.actions.saturating_add(1);
     next.last_seen_us = next.last_seen_us.max(now_us);
     let budgets = policy.budgets_for(&facts, next.zone, &next.tags);
+    let rate_limits = policy.rate_limits_for(&facts, next.zone, &next.tags);
     Judgement {
         outcome,
         zone_before: state.zone,
         escalations,
         next,
         budgets,
+        rate_limits,
     }
 }
 

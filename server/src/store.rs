@@ -9,6 +9,7 @@ mod alerts;
 mod approvals;
 mod budgets;
 mod postgres;
+mod rate_limits;
 mod sessions;
 mod sqlite;
 
@@ -16,7 +17,8 @@ pub use alerts::{NewAlert, OutboxRow, OutboxStatus};
 pub use approvals::{
     ApprovalDecision, ApprovalFilter, ApprovalRow, ApprovalStatus, BreakGlassRow, NewApproval,
 };
-pub use budgets::{BudgetRow, Charge, Refusal, UsageRow};
+pub use budgets::{Admitted, BudgetRow, Charge, Refusal, Refused, UsageRow};
+pub use rate_limits::{BucketRow, Take};
 pub use sessions::SessionKey;
 
 use std::time::Duration;
@@ -209,6 +211,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "alert outbox",
         include_str!("../../migrations/sqlite/0005_alerts.sql"),
     ),
+    (
+        6,
+        "rate limits",
+        include_str!("../../migrations/sqlite/0006_rate_limits.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (
@@ -235,6 +242,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         5,
         "alert outbox",
         include_str!("../../migrations/postgres/0005_alerts.sql"),
+    ),
+    (
+        6,
+        "rate limits",
+        include_str!("../../migrations/postgres/0006_rate_limits.sql"),
     ),
 ];
 

@@ -13,8 +13,10 @@ use serde_saphyr::{Location, Spanned};
 use super::budgets::{Budget, Metric, Price, Scope, Window};
 use super::conditions::{ConditionSpec, Conditions};
 use super::model::{
-    BudgetFile, MatchFile, Patterns, PolicyFile, PriceFile, ResultMatchFile, RuleFile, TriggerFile,
+    BudgetFile, MatchFile, Patterns, PolicyFile, PriceFile, RateLimitFile, ResultMatchFile,
+    RuleFile, TriggerFile,
 };
+use super::rate_limits::{self, RateLimit};
 use super::triggers::{ResultConditions, ResultSpec, Trigger, Watch};
 use super::{Origin, Policy, PolicyError, Redaction, Rule, Verdict, canonical_version, profiles};
 use crate::normalize::{Channel, Egress, FACT_NAMES};
@@ -52,6 +54,7 @@ struct Part {
     idle_timeout_us: Option<i64>,
     budgets: Vec<Budget>,
     prices: Vec<Price>,
+    rate_limits: Vec<RateLimit>,
     alerts: Vec<super::AlertRoute>,
 }
 
@@ -92,15 +95,7 @@ impl Compiler<'_> {
                 ),
             )
         })?;
-        let scope = Scope::parse(&word(&b.scope)).ok_or_else(|| {
-            self.error(
-                b.scope.referenced,
-                format!(
-                    "unknown scope {:?} (expected session, agent or tenant)",
-                    b.scope.value
-                ),
-            )
-        })?;
+        let scope = self.scope(&b.scope)?;
         let window = Window::parse(&word(&b.window)).ok_or_else(|| {
             self.error(
                 b.window.referenced,
@@ -152,6 +147,58 @@ impl Compiler<'_> {
             limit,
             hard,
             alert_at,
+            conditions,
+        })
+    }
+
+    fn scope(&self, value: &Spanned<String>) -> Result<Scope, PolicyError> {
+        Scope::parse(&value.value.trim().to_ascii_lowercase()).ok_or_else(|| {
+            self.error(
+                value.referenced,
+                format!(
+                    "unknown scope {:?} (expected session, agent or tenant)",
+                    value.value
+                ),
+            )
+        })
+    }
+
+    fn rate_limit(&self, raw: &Spanned<RateLimitFile>) -> Result<RateLimit, PolicyError> {
+        let r = &raw.value;
+        let id = self.id(&r.id, "rate limit")?;
+        let (interval_us, count) =
+            rate_limits::parse_rate(&r.rate.value).map_err(|e| self.error(r.rate.referenced, e))?;
+        let burst = match &r.burst {
+            None => count.max(1),
+            Some(b) => {
+                let v = b.value;
+                if !(1.0..=rate_limits::MAX_BURST).contains(&v) || v.fract() != 0.0 {
+                    return Err(self.error(
+                        b.referenced,
+                        format!(
+                            "`burst` must be a whole number from 1 to {:e}, not {v}",
+                            rate_limits::MAX_BURST
+                        ),
+                    ));
+                }
+                v as i64
+            }
+        };
+        let scope = match &r.scope {
+            None => Scope::Agent,
+            Some(s) => self.scope(s)?,
+        };
+        let conditions = match &r.conditions {
+            Some(m) => self.conditions(&m.value)?,
+            None => Conditions::default(),
+        };
+        Ok(RateLimit {
+            id,
+            origin: self.origin(raw.referenced),
+            scope,
+            rate: r.rate.value.trim().to_string(),
+            interval_us,
+            burst,
             conditions,
         })
     }
@@ -724,6 +771,11 @@ impl Compiler<'_> {
             .iter()
             .map(|p| self.price(p))
             .collect::<Result<Vec<_>, _>>()?;
+        let rate_limits = file
+            .rate_limits
+            .iter()
+            .map(|r| self.rate_limit(r))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((
             Part {
                 name: file.name.clone(),
@@ -735,6 +787,7 @@ impl Compiler<'_> {
                 idle_timeout_us,
                 budgets,
                 prices,
+                rate_limits,
             },
             file.profiles.clone(),
         ))
@@ -817,8 +870,13 @@ fn merge(
     let mut idle: Option<i64> = None;
     let mut budgets = Vec::new();
     let mut prices = Vec::new();
+    let mut rate_limits = Vec::new();
     let mut seen: HashMap<String, Origin> = HashMap::new();
     for part in parts {
+        for r in part.rate_limits {
+            unique(&mut seen, "rate limit", &r.id, &r.origin)?;
+            rate_limits.push(r);
+        }
         for b in part.budgets {
             unique(&mut seen, "budget", &b.id, &b.origin)?;
             budgets.push(b);
@@ -868,7 +926,15 @@ fn merge(
         message: format!("`internal_hosts`: {e}"),
     })?;
     let version = canonical_version(
-        default, &profiles, &internal, idle, &rules, &triggers, &budgets, &prices,
+        default,
+        &profiles,
+        &internal,
+        idle,
+        &rules,
+        &triggers,
+        &budgets,
+        &prices,
+        &rate_limits,
     );
     let version = super::alerts::with_routes(version, &alerts);
     let by_channel = Channel::ALL.map(|channel| {
@@ -895,6 +961,7 @@ fn merge(
         by_channel,
         budgets,
         prices,
+        rate_limits,
         triggers,
         alerts,
         internal_hosts: internal_set,

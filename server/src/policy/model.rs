@@ -44,6 +44,30 @@ pub(super) struct PolicyFile {
     /// USD prices per million tokens, by model (glob); the first match wins.
     #[serde(default)]
     pub(super) prices: Vec<Spanned<PriceFile>>,
+    /// Token buckets per tool category (each limit's `match`) and agent.
+    #[serde(default)]
+    pub(super) rate_limits: Vec<Spanned<RateLimitFile>>,
+}
+
+/// One rate limit as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RateLimitFile {
+    /// Names the limit and the tool category it defines.
+    pub(super) id: Spanned<String>,
+    /// Refill rate: `N/PERIOD`, e.g. `30/minute`, `5/s`, `100/10m`.
+    pub(super) rate: Spanned<String>,
+    /// Most actions at once (the bucket's size); default 1.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) burst: Option<Spanned<f64>>,
+    /// agent (default), session or tenant: whose bucket an action takes from.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) scope: Option<Spanned<String>>,
+    #[serde(default, rename = "description")]
+    pub(super) _description: Option<String>,
+    /// The actions of the category; all when omitted.
+    #[serde(default, rename = "match")]
+    pub(super) conditions: Option<Spanned<MatchFile>>,
 }
 
 /// One budget as written.

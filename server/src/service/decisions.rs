@@ -1,6 +1,7 @@
 //! `warden.v1.Decisions`: the hot path.
 
 mod alerts;
+mod limits;
 
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -48,6 +49,7 @@ impl DecisionsService {
         // 3. Under the session's lock: load its state, decide, store the next state.
         //    Zone triggers fire before the rules, so the action is judged in the zone it
         //    brings the session into.
+        let clock = std::time::Instant::now();
         let now = now_us();
         let guard = &self.shared.guard;
         let judgement = self
@@ -57,52 +59,34 @@ impl DecisionsService {
                 let state = live_session(stored, &policy, now)?;
                 let j = session::judge(&policy, guard, &state, &action, now);
                 let zone = j.next.zone;
-                Ok::<_, ApiError>((j.next, (j.outcome, j.escalations, zone, j.budgets)))
+                let limits = (j.budgets, j.rate_limits);
+                Ok::<_, ApiError>((j.next, (j.outcome, j.escalations, zone, limits)))
             })
             .await?;
-        let (outcome, escalations, zone, budgets) = judgement;
+        let (outcome, escalations, zone, (budgets, rate_limits)) = judgement;
         let budgets: Vec<_> = budgets
             .iter()
             .filter_map(|&i| policy.budgets().get(i))
             .collect();
+        let rate_limits: Vec<_> = rate_limits
+            .iter()
+            .filter_map(|&i| policy.rate_limits().get(i))
+            .collect();
         // 4. Break-glass grants and approvals may change a refusal (see `gate`).
         let mut gated =
             super::approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
-        // 5. An action that may run is charged to its budgets; a spent hard budget
-        //    refuses it (see `service/budgets.rs`).
+        // 5. An action that may run takes a token from each of its rate limits and is
+        //    charged to its budgets; an empty bucket or a spent hard budget refuses it
+        //    (see `decisions/limits.rs`).
         let mut rule_ids = outcome.matched_rules.clone();
-        let mut budget_remaining = Vec::new();
-        let mut budget_events = Vec::new();
-        if matches!(gated.verdict, Verdict::Allow | Verdict::AllowWithRedaction)
-            && !budgets.is_empty()
-        {
-            let charges = budgets::admission(&budgets, &action, now)?;
-            let calls = budgets
-                .iter()
-                .any(|b| b.metric == crate::policy::Metric::ToolCalls);
-            let usage = calls.then(|| budgets::tool_call(&action, now));
-            match self
-                .shared
-                .store
-                .budget_admit(&charges, usage.as_ref(), now)
-                .await?
-            {
-                Ok(after) => {
-                    budget_remaining = budgets::remaining(&budgets, &after);
-                    budget_events =
-                        budgets::threshold_alerts(&self.shared, &budgets, &after, &action).await?;
-                }
-                Err(refusal) => {
-                    gated.verdict = Verdict::Deny;
-                    gated.reason = budgets::refusal_reason(&budgets, &refusal);
-                    rule_ids = vec![format!("budget:{}", refusal.budget)];
-                    budget_events.push(
-                        crate::alerts::AlertEvent::new(
-                            crate::alerts::AlertEventKind::BudgetExceeded,
-                        )
-                        .detail("budget", refusal.budget.as_str()),
-                    );
-                }
+        let mut admission = limits::Admission::default();
+        if matches!(gated.verdict, Verdict::Allow | Verdict::AllowWithRedaction) {
+            admission =
+                limits::admit(&self.shared, &rate_limits, &budgets, &action, now, clock).await?;
+            if let Some(refusal) = &admission.refusal {
+                gated.verdict = Verdict::Deny;
+                gated.reason = refusal.reason.clone();
+                rule_ids = vec![refusal.rule.clone()];
             }
         }
         let reason = explain(&gated.reason, &escalations);
@@ -137,21 +121,22 @@ impl DecisionsService {
                 // `decision_alerts` sets the kind of each event it makes from `base`.
                 ..crate::alerts::AlertEvent::new(crate::alerts::AlertEventKind::Deny)
             };
-            // A budget's own event comes first, so a route that takes both gets it
-            // rather than the plain deny.
-            let mut events: Vec<_> = budget_events
-                .drain(..)
-                .filter(|e| e.kind == crate::alerts::AlertEventKind::BudgetExceeded)
-                .map(|e| crate::alerts::AlertEvent {
-                    kind: e.kind,
-                    details: e.details,
+            // A limit's own event (rate_limited, budget_exceeded) comes first, so a
+            // route that takes both gets it rather than the plain deny.
+            let mut events: Vec<_> = admission
+                .refusal
+                .as_mut()
+                .map(|r| crate::alerts::AlertEvent {
+                    kind: r.event.kind,
+                    details: std::mem::take(&mut r.event.details),
                     ..base.clone()
                 })
+                .into_iter()
                 .collect();
             events.extend(alerts::decision_alerts(&action, &outcome, &gated, base));
             self.shared.alerts.emit_all(events).await;
         }
-        for event in budget_events {
+        for event in admission.threshold_events {
             self.shared.alerts.emit(event).await;
         }
         // 8. Answer.
@@ -163,7 +148,8 @@ impl DecisionsService {
         Ok(Decision {
             verdict: gated.verdict.to_proto().into(),
             matched_rules: rule_ids,
-            budget_remaining,
+            budget_remaining: admission.budget_remaining,
+            retry_after_ms: admission.refusal.map_or(0, |r| r.retry_after_ms),
             reason,
             policy_version: policy.version().into(),
             zone: zone.to_proto().into(),
@@ -181,7 +167,6 @@ impl DecisionsService {
                     replacement: r.replacement,
                 })
                 .collect(),
-            ..Default::default()
         })
     }
 

@@ -8,7 +8,12 @@
 //! database write lock (`BEGIN IMMEDIATE`) serializes them. Rows are visited in
 //! (budget, key) order, so two transactions never wait on each other in a cycle. If any
 //! hard budget refuses, the transaction rolls back: nothing is charged.
+//!
+//! Rate-limit takes (`store/rate_limits.rs`) run first in the same transaction, in
+//! (limit, key) order, so an action refused by a budget takes no token and one refused
+//! by a rate limit is charged nothing.
 
+use super::rate_limits::{BucketRow, PEEK_PG, PEEK_SQLITE, TAKE_PG, TAKE_SQLITE, Take, take_in};
 use super::{Backend, Store, StoreError, sqlite_sql};
 
 /// One budget's part of an admission or a settlement.
@@ -34,6 +39,22 @@ pub struct Refusal {
     pub used: i64,
     pub reserved: i64,
     pub limit: i64,
+}
+
+/// What refused an admission; nothing was charged or taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// A rate limit's bucket had no token left: the take, and the bucket as it stood.
+    RateLimited { take: Take, bucket: BucketRow },
+    /// A hard budget would have gone past its limit.
+    Budget(Refusal),
+}
+
+/// What an admission changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admitted {
+    pub budgets: Vec<BudgetRow>,
+    pub buckets: Vec<BucketRow>,
 }
 
 /// A counter after a change.
@@ -188,6 +209,42 @@ macro_rules! admit_in {
     }};
 }
 
+/// An admission's statements in one backend's dialect.
+struct Dialect {
+    take: &'static str,
+    peek: &'static str,
+    /// The rate-limit statements take the daemon's clock (SQLite) rather than the
+    /// database's.
+    local_clock: bool,
+    admit: String,
+    counter: String,
+    insert_usage: String,
+}
+
+/// The whole admission on transaction `$tx`: takes, then charges, then the history row,
+/// then COMMIT; any refusal rolls back. Evaluates to `Result<Admitted, Refused>`.
+macro_rules! admission {
+    ($tx:expr, $d:expr, $takes:expr, $charges:expr, $usage:expr, $now:expr) => {{
+        let (buckets, throttled) = take_in!($tx, $takes, $now, $d.take, $d.peek, $d.local_clock);
+        if let Some((take, bucket)) = throttled {
+            $tx.rollback().await?;
+            return Ok(Err(Refused::RateLimited { take, bucket }));
+        }
+        let (budgets, refused) = admit_in!($tx, $charges, $now, $d.admit, $d.counter);
+        if let Some(r) = refused {
+            $tx.rollback().await?;
+            return Ok(Err(Refused::Budget(r)));
+        }
+        if let Some(u) = $usage {
+            bind_usage!(sqlx::query(sqlx::AssertSqlSafe($d.insert_usage)), u)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        $tx.commit().await?;
+        Ok(Admitted { budgets, buckets })
+    }};
+}
+
 macro_rules! settle_in {
     ($tx:expr, $charges:expr, $usage:expr, $now:expr, $settle:expr, $insert:expr) => {{
         let mut after = Vec::with_capacity($charges.len());
@@ -213,51 +270,44 @@ macro_rules! settle_in {
 }
 
 impl Store {
-    /// Charges an admission: every charge or none. `Err(refusal)` names the first hard
-    /// budget that would go past its limit; nothing was charged then.
-    pub async fn budget_admit(
+    /// Admits an action: takes a token from every rate-limit bucket and charges every
+    /// budget, all or nothing. `Err` names the first bucket or hard budget that refused;
+    /// nothing was taken or charged then.
+    pub async fn admit(
         &self,
+        takes: &[Take],
         charges: &[Charge],
         usage: Option<&UsageRow>,
         now: i64,
-    ) -> Result<Result<Vec<BudgetRow>, Refusal>, StoreError> {
+    ) -> Result<Result<Admitted, Refused>, StoreError> {
+        let mut takes = takes.to_vec();
+        takes.sort_by(|a, b| (&a.rate_limit, &a.scope_key).cmp(&(&b.rate_limit, &b.scope_key)));
         let mut charges = charges.to_vec();
         charges.sort_by(|a, b| (&a.budget, &a.scope_key).cmp(&(&b.budget, &b.scope_key)));
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let (admit, counter) = (sqlite_sql(ADMIT), sqlite_sql(COUNTER));
-                let (after, refused) = admit_in!(tx, &charges, now, admit, counter);
-                if let Some(r) = refused {
-                    tx.rollback().await?;
-                    return Ok(Err(r));
-                }
-                if let Some(u) = usage {
-                    bind_usage!(
-                        sqlx::query(sqlx::AssertSqlSafe(sqlite_sql(INSERT_USAGE))),
-                        u
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(Ok(after))
+                let statements = Dialect {
+                    take: TAKE_SQLITE,
+                    peek: PEEK_SQLITE,
+                    local_clock: true,
+                    admit: sqlite_sql(ADMIT),
+                    counter: sqlite_sql(COUNTER),
+                    insert_usage: sqlite_sql(INSERT_USAGE),
+                };
+                Ok(admission!(tx, statements, &takes, &charges, usage, now))
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let (admit, counter) = (ADMIT.to_string(), COUNTER.to_string());
-                let (after, refused) = admit_in!(tx, &charges, now, admit, counter);
-                if let Some(r) = refused {
-                    tx.rollback().await?;
-                    return Ok(Err(r));
-                }
-                if let Some(u) = usage {
-                    bind_usage!(sqlx::query(INSERT_USAGE), u)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(Ok(after))
+                let statements = Dialect {
+                    take: TAKE_PG,
+                    peek: PEEK_PG,
+                    local_clock: false,
+                    admit: ADMIT.to_string(),
+                    counter: COUNTER.to_string(),
+                    insert_usage: INSERT_USAGE.to_string(),
+                };
+                Ok(admission!(tx, statements, &takes, &charges, usage, now))
             }
         }
     }
