@@ -46,6 +46,17 @@ pub struct BenchArgs {
     /// Seconds of unmeasured warm-up before each side.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
+    /// Also measure Evaluate under a policy that puts every action under a rate limit
+    /// and a hard tool-call budget (per agent, never refusing): the cost of admission.
+    #[arg(long)]
+    pub limits: bool,
+    /// Daemons sharing the database, the load spread over them. More than one needs
+    /// PostgreSQL (`--db postgres://…`).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// Agents the requests come from (each has its own bucket and budget row).
+    #[arg(long, default_value_t = 64)]
+    pub agents: usize,
 }
 
 /// Throughput and latency of one side.
@@ -76,12 +87,27 @@ impl Noop for NoopService {
     }
 }
 
-/// A realistic exec action: what `warden exec -- git status` sends.
-fn request(i: usize) -> EvaluateRequest {
+/// The rate limit and budget `--limits` adds to the built-in default policy: every
+/// exec action takes a token and is charged a tool call, and neither ever refuses.
+const LIMITS_YAML: &str = "
+rate_limits:
+  - { id: bench-commands, rate: 1000000/s, burst: 1000000000, match: { channel: exec } }
+budgets:
+  - { id: bench-calls, metric: tool_calls, scope: agent, window: day, limit: 1e15, match: { channel: exec } }
+";
+
+/// Sessions the requests are spread over. An agent's session sends one action at a
+/// time in practice; with this many, concurrent requests rarely wait on one session
+/// row.
+const SESSIONS: usize = 1024;
+
+/// A realistic exec action: what `warden exec -- git status` sends, from one of
+/// `agents` agents and one of [`SESSIONS`] sessions.
+fn request(i: usize, agents: usize) -> EvaluateRequest {
     EvaluateRequest {
         action: Some(Action {
-            agent: "bench-agent".into(),
-            session: format!("bench-session-{}", i % 64),
+            agent: format!("bench-agent-{}", i % agents),
+            session: format!("bench-session-{}", i % SESSIONS),
             channel: "exec".into(),
             argv: vec!["git".into(), "status".into(), "--short".into()],
             cwd: "/workspace/project".into(),
@@ -92,14 +118,24 @@ fn request(i: usize) -> EvaluateRequest {
 
 pub async fn evaluate(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.concurrency >= 1 && args.connections >= 1,
-        "--concurrency and --connections must be at least 1"
+        args.concurrency >= 1 && args.connections >= 1 && args.agents >= 1,
+        "--concurrency, --connections and --agents must be at least 1"
+    );
+    anyhow::ensure!(
+        (1..=16).contains(&args.replicas),
+        "--replicas must be from 1 to 16"
     );
     let tmp = tempdir()?;
     let db = match &args.db {
         Some(db) => db.clone(),
         None => format!("sqlite://{}/bench.db", tmp.display()),
     };
+    anyhow::ensure!(
+        args.replicas == 1 || db.starts_with("postgres"),
+        "--replicas {} needs a PostgreSQL database (--db postgres://…); SQLite is single-node",
+        args.replicas
+    );
+    let agents = args.agents;
 
     // Baseline: the no-op service.
     let noop_listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -114,59 +150,48 @@ pub async fn evaluate(args: BenchArgs) -> anyhow::Result<()> {
             }),
     );
 
-    // The daemon, exactly as `wardend serve` runs it.
-    let port = free_port().await?;
-    let (daemon_stop, daemon_stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = ServeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        db: db.clone(),
-        ..ServeConfig::default()
-    };
-    let daemon = tokio::spawn(server::run(config, async {
-        let _ = daemon_stopped.await;
-    }));
-    let daemon_url = format!("http://127.0.0.1:{port}");
-    wait_until_serving(&daemon_url).await?;
-
     println!(
-        "wardend bench evaluate: {} connections x {} in flight, {}s warm-up + {}s measured per side, audit on {}",
+        "wardend bench evaluate: {} connections x {} in flight, {}s warm-up + {}s measured per side, {} agents, audit on {}, {} replica{}",
         args.connections,
         args.concurrency.div_ceil(args.connections),
         args.warmup,
         args.duration,
+        agents,
         if db.starts_with("sqlite") {
             "SQLite"
         } else {
             "PostgreSQL"
-        }
+        },
+        args.replicas,
+        if args.replicas == 1 { "" } else { "s" }
     );
 
-    let noop_channels = channels(&format!("http://{noop_addr}"), args.connections).await?;
-    let baseline = drive(&args, noop_channels, |channel, i| {
+    let noop_channels = channels(&[format!("http://{noop_addr}")], args.connections).await?;
+    let baseline = drive(&args, noop_channels, move |channel, i| {
         let mut client = NoopClient::new(channel);
-        async move { client.evaluate(request(i)).await.map(|_| ()) }
+        async move { client.evaluate(request(i, agents)).await.map(|_| ()) }
     })
     .await;
     print_row("no-op tonic RPC", &baseline);
-
-    let daemon_channels = channels(&daemon_url, args.connections).await?;
-    let evaluate = drive(&args, daemon_channels, |channel, i| {
-        let mut client = DecisionsClient::new(channel);
-        async move { client.evaluate(request(i)).await.map(|_| ()) }
-    })
-    .await;
-    print_row("Evaluate + durable audit", &evaluate);
-    println!(
-        "ratio Evaluate/no-op: {:.1}% of baseline throughput; p50 {:.2}x, p99 {:.2}x baseline latency",
-        100.0 * evaluate.per_second / baseline.per_second.max(1e-9),
-        evaluate.p50.as_secs_f64() / baseline.p50.as_secs_f64().max(1e-9),
-        evaluate.p99.as_secs_f64() / baseline.p99.as_secs_f64().max(1e-9),
-    );
-
     let _ = noop_stop.send(());
-    let _ = daemon_stop.send(());
     noop.await??;
-    daemon.await??;
+
+    // The daemon, exactly as `wardend serve` runs it, on the built-in default policy.
+    let plain = measure_daemons(&args, &db, None).await?;
+    print_row("Evaluate + durable audit", &plain);
+    print_ratio("Evaluate/no-op", &plain, &baseline);
+
+    if args.limits {
+        let path = tmp.join("limits.yaml");
+        std::fs::write(
+            &path,
+            format!("{}{LIMITS_YAML}", crate::policy::DEFAULT_POLICY_YAML),
+        )?;
+        let limited = measure_daemons(&args, &db, Some(path)).await?;
+        print_row("+ rate limit + budget", &limited);
+        print_ratio("limited/Evaluate", &limited, &plain);
+        print_ratio("limited/no-op", &limited, &baseline);
+    }
 
     // The ceiling the database sets: the same records appended directly, no gRPC.
     let store = crate::store::Store::connect(&db).await?;
@@ -178,6 +203,62 @@ pub async fn evaluate(args: BenchArgs) -> anyhow::Result<()> {
     store.close().await;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
+}
+
+/// Starts `--replicas` daemons on `db` with `policy`, drives them as one service (the
+/// connections spread over them), stops them, and returns the figures.
+async fn measure_daemons(
+    args: &BenchArgs,
+    db: &str,
+    policy: Option<std::path::PathBuf>,
+) -> anyhow::Result<Figures> {
+    let mut stops = Vec::new();
+    let mut daemons = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..args.replicas {
+        let port = free_port().await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            db: db.to_string(),
+            policy: policy.clone(),
+            policy_watch: None,
+            ..ServeConfig::default()
+        };
+        daemons.push(tokio::spawn(server::run(config, async {
+            let _ = stopped.await;
+        })));
+        stops.push(stop);
+        let url = format!("http://127.0.0.1:{port}");
+        wait_until_serving(&url).await?;
+        urls.push(url);
+    }
+    let agents = args.agents;
+    let figures = drive(
+        args,
+        channels(&urls, args.connections).await?,
+        move |channel, i| {
+            let mut client = DecisionsClient::new(channel);
+            async move { client.evaluate(request(i, agents)).await.map(|_| ()) }
+        },
+    )
+    .await;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for daemon in daemons {
+        daemon.await??;
+    }
+    Ok(figures)
+}
+
+fn print_ratio(name: &str, side: &Figures, base: &Figures) {
+    println!(
+        "ratio {name}: {:.1}% of throughput; p50 {:.2}x, p99 {:.2}x latency",
+        100.0 * side.per_second / base.per_second.max(1e-9),
+        side.p50.as_secs_f64() / base.p50.as_secs_f64().max(1e-9),
+        side.p99.as_secs_f64() / base.p99.as_secs_f64().max(1e-9),
+    );
 }
 
 /// Batch size for the store-alone measurement.
@@ -238,9 +319,11 @@ fn print_row(name: &str, f: &Figures) {
     );
 }
 
-async fn channels(url: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
+/// `n` connections, spread round-robin over `urls`.
+async fn channels(urls: &[String], n: usize) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
+        let url = &urls[i % urls.len()];
         // One Endpoint per connection: a tonic Channel multiplexes one HTTP/2 connection.
         let channel = Endpoint::from_shared(url.to_string())?
             .tcp_nodelay(true)

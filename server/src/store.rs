@@ -77,9 +77,16 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// SQLite only: the same file with `synchronous=NORMAL`, for deferred writes (see
+    /// [`Store::begin_sqlite_deferred`]).
+    sqlite_deferred: Option<sqlx::SqlitePool>,
     /// The URL with any password masked, for messages.
     display_url: String,
 }
+
+/// PostgreSQL `BEGIN` for deferred writes (see [`Store::begin_sqlite_deferred`]): one
+/// round trip, the commit does not wait for its WAL flush.
+const PG_BEGIN_DEFERRED: &str = "BEGIN; SET LOCAL synchronous_commit = off";
 
 /// How long to wait for a connection before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,8 +100,11 @@ impl Store {
             url: display_url.clone(),
             source,
         };
+        let mut sqlite_deferred = None;
         let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite(sqlite::connect(url).await.map_err(connect_err)?)
+            let pool = sqlite::connect(url, true).await.map_err(connect_err)?;
+            sqlite_deferred = Some(sqlite::connect(url, false).await.map_err(connect_err)?);
+            Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(postgres::connect(url).await.map_err(connect_err)?)
         } else {
@@ -102,8 +112,28 @@ impl Store {
         };
         Ok(Store {
             backend,
+            sqlite_deferred,
             display_url,
         })
+    }
+
+    /// Begins a *deferred* write on SQLite: a transaction whose commit is not synced to
+    /// disk by itself. Only for state that every caller follows with an audit append
+    /// before it answers: session steps, admissions and settlements. The audit commit
+    /// is durable (`synchronous=FULL`; `synchronous_commit=on` on PostgreSQL) and both
+    /// logs are sequential, so its sync also covers every deferred commit before it,
+    /// from any connection or process. A crash can lose only deferred writes whose
+    /// decision was never answered. On PostgreSQL the same is
+    /// [`PG_BEGIN_DEFERRED`].
+    async fn begin_sqlite_deferred(
+        &self,
+        pool: &sqlx::SqlitePool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.sqlite_deferred
+            .as_ref()
+            .unwrap_or(pool)
+            .begin_with("BEGIN IMMEDIATE")
+            .await
     }
 
     /// "sqlite" or "postgres".
@@ -175,6 +205,9 @@ impl Store {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        if let Some(pool) = &self.sqlite_deferred {
+            pool.close().await;
+        }
         match &self.backend {
             Backend::Sqlite(pool) => pool.close().await,
             Backend::Postgres(pool) => pool.close().await,

@@ -729,3 +729,58 @@ alerts:
     );
     drop(daemon);
 }
+
+/// A rate-limit refusal raises `rate_limited` (ahead of the plain deny for a route
+/// that takes both) with the limit's details and the decision's fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_raise_rate_limited_alerts() {
+    let db = TestDb::sqlite().await;
+    let receiver = Receiver::start(always(200)).await;
+    let yaml = format!(
+        r#"version: 1
+name: rate-alerts
+default: allow
+rate_limits:
+  - {{ id: commands, rate: 1/hour, burst: 2, match: {{ channel: exec }} }}
+alerts:
+  - {{ id: ops, events: [rate_limited, deny], url: {} }}
+"#,
+        receiver.url("/hook")
+    );
+    let f = files(&yaml);
+    let daemon = Daemon::start(&db.url, &["--policy", f.policy.to_str().unwrap()]);
+    let mut client = daemon.decisions().await;
+    let mut refused = Vec::new();
+    for _ in 0..4 {
+        let d = evaluate(&mut client, exec_action("s", &["ls"])).await;
+        if d.verdict() == Verdict::Deny {
+            refused.push(d);
+        }
+    }
+    assert_eq!(refused.len(), 2);
+    receiver.wait_for(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bodies: Vec<_> = receiver.requests().iter().map(|r| r.json()).collect();
+    assert_eq!(bodies.len(), 2, "one alert per refusal: {bodies:?}");
+    for body in &bodies {
+        assert_eq!(body["event"], "rate_limited", "{body}");
+        assert_eq!(body["verdict"], "deny");
+        assert_eq!(body["rules"][0], "rate_limit:commands");
+        assert_eq!(body["agent"], "test-agent");
+        assert_eq!(body["details"]["rate_limit"], "commands");
+        assert_eq!(body["details"]["rate"], "1/hour");
+        assert_eq!(body["details"]["burst"], 2);
+        assert!(
+            body["details"]["retry_after_ms"].as_u64().unwrap() > 0,
+            "{body}"
+        );
+    }
+    let seqs: Vec<u64> = refused.iter().map(|d| d.id.as_ref().unwrap().seq).collect();
+    let mut alerted: Vec<u64> = bodies
+        .iter()
+        .map(|b| b["decision_seq"].as_u64().unwrap())
+        .collect();
+    alerted.sort();
+    assert_eq!(alerted, seqs);
+    drop(daemon);
+}

@@ -101,8 +101,9 @@ pub(super) fn parse_rate(text: &str) -> Result<(i64, i64), String> {
         other => crate::duration::parse_us(other)
             .map_err(|e| format!("rate {text:?}: period: {e} ({EXAMPLES})"))?,
     };
-    let interval = (period_us as f64 / count).ceil();
-    if interval < 1.0 {
+    let exact = period_us as f64 / count;
+    let interval = exact.ceil();
+    if exact < 1.0 {
         return Err(format!(
             "rate {text:?} is faster than one action per microsecond"
         ));

@@ -272,7 +272,8 @@ macro_rules! settle_in {
 impl Store {
     /// Admits an action: takes a token from every rate-limit bucket and charges every
     /// budget, all or nothing. `Err` names the first bucket or hard budget that refused;
-    /// nothing was taken or charged then.
+    /// nothing was taken or charged then. The commit is deferred: the decision's audit
+    /// append covers it (see `Store::begin_sqlite_deferred`).
     pub async fn admit(
         &self,
         takes: &[Take],
@@ -286,7 +287,7 @@ impl Store {
         charges.sort_by(|a, b| (&a.budget, &a.scope_key).cmp(&(&b.budget, &b.scope_key)));
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = self.begin_sqlite_deferred(pool).await?;
                 let statements = Dialect {
                     take: TAKE_SQLITE,
                     peek: PEEK_SQLITE,
@@ -298,7 +299,7 @@ impl Store {
                 Ok(admission!(tx, statements, &takes, &charges, usage, now))
             }
             Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(super::PG_BEGIN_DEFERRED).await?;
                 let statements = Dialect {
                     take: TAKE_PG,
                     peek: PEEK_PG,
@@ -313,7 +314,8 @@ impl Store {
     }
 
     /// Settles a report: actual usage added to every counter, reservations released, one
-    /// history row; all in one transaction.
+    /// history row; all in one transaction, deferred like [`Store::admit`] (the report's
+    /// audit append covers it).
     pub async fn budget_settle(
         &self,
         charges: &[Charge],
@@ -324,14 +326,14 @@ impl Store {
         charges.sort_by(|a, b| (&a.budget, &a.scope_key).cmp(&(&b.budget, &b.scope_key)));
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = self.begin_sqlite_deferred(pool).await?;
                 let insert = sqlite_sql(INSERT_USAGE);
                 let after = settle_in!(tx, &charges, usage, now, SETTLE_SQLITE, insert);
                 tx.commit().await?;
                 Ok(after)
             }
             Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(super::PG_BEGIN_DEFERRED).await?;
                 let insert = INSERT_USAGE.to_string();
                 let after = settle_in!(tx, &charges, usage, now, SETTLE_PG, insert);
                 tx.commit().await?;

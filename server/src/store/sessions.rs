@@ -133,6 +133,10 @@ impl Store {
     /// already holds the write lock). Only for a session never seen is a placeholder row
     /// inserted and locked, so two replicas creating one session also take turns, and
     /// the common case costs one read and one write.
+    ///
+    /// The commit is deferred (not synced by itself): a caller that changed the state
+    /// appends an audit record before it answers, and that durable commit covers this
+    /// one (see `Store::begin_sqlite_deferred`).
     pub async fn session_step<T, E>(
         &self,
         key: &SessionKey,
@@ -143,8 +147,8 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut tx = pool
-                    .begin_with("BEGIN IMMEDIATE")
+                let mut tx = self
+                    .begin_sqlite_deferred(pool)
                     .await
                     .map_err(StoreError::from)?;
                 let mut current = sqlite_get(&mut tx, key).await?;
@@ -161,7 +165,10 @@ impl Store {
                 Ok(value)
             }
             Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(StoreError::from)?;
+                let mut tx = pool
+                    .begin_with(super::PG_BEGIN_DEFERRED)
+                    .await
+                    .map_err(StoreError::from)?;
                 let mut current = pg_get(&mut tx, key, true).await?;
                 if current.is_none() {
                     bind_key!(sqlx::query(INSERT_PLACEHOLDER_PG), key)

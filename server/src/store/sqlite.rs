@@ -16,11 +16,17 @@ use super::{
 };
 use crate::audit::{AuditRow, Committed};
 
-pub(super) async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
+/// Opens the file with `synchronous=FULL` (`durable`) or `NORMAL`: a NORMAL commit is
+/// written to the WAL but not synced; the next FULL commit's sync covers it.
+pub(super) async fn connect(url: &str, durable: bool) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(if durable {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
         .busy_timeout(CONNECT_TIMEOUT)
         .foreign_keys(true);
     SqlitePoolOptions::new()
