@@ -17,7 +17,7 @@ pub use alerts::{NewAlert, OutboxRow, OutboxStatus};
 pub use approvals::{
     ApprovalDecision, ApprovalFilter, ApprovalRow, ApprovalStatus, BreakGlassRow, NewApproval,
 };
-pub use budgets::{Admitted, BudgetRow, Charge, Refusal, Refused, UsageRow};
+pub use budgets::{AdmissionPlan, Admitted, BudgetRow, Charge, Refusal, Refused, UsageRow};
 pub use rate_limits::{BucketRow, Take};
 pub use sessions::SessionKey;
 

@@ -304,3 +304,58 @@ fn malformed_rate_limits_are_policy_errors_with_positions() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("version "), "{out}");
 }
+
+/// An action that only a break-glass grant lets run is admitted on its own transaction
+/// (not in the session step): it takes a token too, and an empty bucket refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lifted_refusal_is_admitted_too() {
+    use std::os::unix::fs::PermissionsExt;
+    use warden_proto::v1::BreakGlassRequest;
+    use warden_proto::v1::admin_client::AdminClient;
+    const TOKEN: &str = "rate-limit-test-admin-token";
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(
+        &dir,
+        "version: 1\nname: rl\ndefault: allow\nrules:\n  \
+         - { id: no-deploy, decision: deny, reason: no deploys, match: { tool: deploy } }\n\
+         rate_limits:\n  - { id: exec, rate: 1/hour, burst: 2, match: { channel: exec } }\n",
+    );
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let daemon = Daemon::start(
+        &db.url,
+        &[
+            "--policy",
+            &policy,
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let mut request = tonic::Request::new(BreakGlassRequest {
+        session: "s".into(),
+        reason: "incident 12: hotfix deploy".into(),
+        ttl_seconds: 600,
+        issued_by: "oncall".into(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    AdminClient::new(daemon.channel().await)
+        .break_glass(request)
+        .await
+        .unwrap();
+    let mut client = daemon.decisions().await;
+    let deploy = || exec_action("s", &["deploy", "prod"]);
+    let d = evaluate(&mut client, deploy()).await;
+    assert_eq!(d.verdict(), Verdict::Allow, "{d:?}");
+    assert!(!d.break_glass_id.is_empty(), "{d:?}");
+    let d = evaluate(&mut client, exec_action("s", &["ls"])).await;
+    assert_eq!(d.verdict(), Verdict::Allow, "{d:?}");
+    let d = evaluate(&mut client, deploy()).await;
+    assert_eq!(d.verdict(), Verdict::Deny, "{d:?}");
+    assert_eq!(d.matched_rules, ["rate_limit:exec"], "{d:?}");
+    assert!(d.retry_after_ms > 0);
+}

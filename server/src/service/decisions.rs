@@ -52,42 +52,90 @@ impl DecisionsService {
         let clock = std::time::Instant::now();
         let now = now_us();
         let guard = &self.shared.guard;
-        let judgement = self
+        let shared = &self.shared;
+        let (judged, admitted) = self
             .shared
             .store
-            .session_step(&session_key(&action), |stored| {
+            .session_step_admit(&session_key(&action), |stored| {
                 let state = live_session(stored, &policy, now)?;
                 let j = session::judge(&policy, guard, &state, &action, now);
                 let zone = j.next.zone;
-                let limits = (j.budgets, j.rate_limits);
-                Ok::<_, ApiError>((j.next, (j.outcome, j.escalations, zone, limits)))
+                let budgets: Vec<_> = j
+                    .budgets
+                    .iter()
+                    .filter_map(|&i| policy.budgets().get(i))
+                    .collect();
+                let rate_limits: Vec<_> = j
+                    .rate_limits
+                    .iter()
+                    .filter_map(|&i| policy.rate_limits().get(i))
+                    .collect();
+                // 5a. An action the policy lets run is admitted against its rate limits
+                //     and budgets in this same transaction (the gate never changes an
+                //     allow); see `decisions/limits.rs`.
+                let runs = runs(j.outcome.verdict);
+                let prepared = if runs {
+                    limits::prepare(shared, &rate_limits, &budgets, &action, now)?
+                } else {
+                    limits::Prepared::Nothing
+                };
+                let (plan, fast_refusal) = match prepared {
+                    limits::Prepared::Admit(plan) => (Some(plan), None),
+                    limits::Prepared::Refused(refusal) => (None, Some(refusal)),
+                    limits::Prepared::Nothing => (None, None),
+                };
+                let judged = Judged {
+                    outcome: j.outcome,
+                    escalations: j.escalations,
+                    zone,
+                    budgets,
+                    rate_limits,
+                    admitted_in_step: runs,
+                    plan: plan.clone(),
+                    fast_refusal,
+                };
+                Ok::<_, ApiError>((j.next, judged, plan))
             })
             .await?;
-        let (outcome, escalations, zone, (budgets, rate_limits)) = judgement;
-        let budgets: Vec<_> = budgets
-            .iter()
-            .filter_map(|&i| policy.budgets().get(i))
-            .collect();
-        let rate_limits: Vec<_> = rate_limits
-            .iter()
-            .filter_map(|&i| policy.rate_limits().get(i))
-            .collect();
+        let Judged {
+            outcome,
+            escalations,
+            zone,
+            budgets,
+            rate_limits,
+            admitted_in_step,
+            plan,
+            fast_refusal,
+        } = judged;
         // 4. Break-glass grants and approvals may change a refusal (see `gate`).
         let mut gated =
             super::approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
-        // 5. An action that may run takes a token from each of its rate limits and is
-        //    charged to its budgets; an empty bucket or a spent hard budget refuses it
-        //    (see `decisions/limits.rs`).
+        // 5b. What admission decided; a refusal the gate lifted is admitted now, on its
+        //     own. An empty bucket or a spent hard budget refuses the action.
         let mut rule_ids = outcome.matched_rules.clone();
-        let mut admission = limits::Admission::default();
-        if matches!(gated.verdict, Verdict::Allow | Verdict::AllowWithRedaction) {
-            admission =
-                limits::admit(&self.shared, &rate_limits, &budgets, &action, now, clock).await?;
-            if let Some(refusal) = &admission.refusal {
-                gated.verdict = Verdict::Deny;
-                gated.reason = refusal.reason.clone();
-                rule_ids = vec![refusal.rule.clone()];
+        let mut admission = match (admitted, plan, fast_refusal) {
+            (Some(result), Some(plan), _) => {
+                limits::finish(
+                    shared,
+                    &rate_limits,
+                    &budgets,
+                    &action,
+                    &plan,
+                    result,
+                    clock,
+                )
+                .await?
             }
+            (_, _, Some(refusal)) => refusal,
+            _ if !admitted_in_step && runs(gated.verdict) => {
+                limits::admit(shared, &rate_limits, &budgets, &action, now, clock).await?
+            }
+            _ => limits::Admission::default(),
+        };
+        if let Some(refusal) = &admission.refusal {
+            gated.verdict = Verdict::Deny;
+            gated.reason = refusal.reason.clone();
+            rule_ids = vec![refusal.rule.clone()];
         }
         let reason = explain(&gated.reason, &escalations);
         // 6. Audit; the decision exists only once its record is committed.
@@ -258,6 +306,26 @@ impl DecisionsService {
             zone: zone.to_proto().into(),
         })
     }
+}
+
+/// What the session step of an Evaluate found.
+struct Judged<'p> {
+    outcome: crate::policy::Outcome,
+    escalations: Vec<Escalation>,
+    zone: Zone,
+    budgets: Vec<&'p crate::policy::Budget>,
+    rate_limits: Vec<&'p crate::policy::RateLimit>,
+    /// The policy let the action run, so its limits were dealt with in the step.
+    admitted_in_step: bool,
+    /// The admission the step ran, if any.
+    plan: Option<crate::store::AdmissionPlan>,
+    /// The fast path's refusal, if it refused.
+    fast_refusal: Option<limits::Admission>,
+}
+
+/// Whether a verdict lets the action run.
+fn runs(v: Verdict) -> bool {
+    matches!(v, Verdict::Allow | Verdict::AllowWithRedaction)
 }
 
 /// The session an action belongs to.

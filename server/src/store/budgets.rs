@@ -209,6 +209,31 @@ macro_rules! admit_in {
     }};
 }
 
+/// What one action's admission takes and charges: built by the decision path, run by
+/// [`Store::admit`] or inside a session step ([`Store::session_step_admit`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdmissionPlan {
+    pub takes: Vec<Take>,
+    pub charges: Vec<Charge>,
+    /// The history row of an admitted tool call.
+    pub usage: Option<UsageRow>,
+    /// The daemon's clock (buckets on SQLite, budget windows).
+    pub now: i64,
+}
+
+impl AdmissionPlan {
+    /// Rows in lock order: buckets by (limit, key), then counters by (budget, key), so
+    /// two admissions never wait on each other in a cycle.
+    fn sorted(&self) -> AdmissionPlan {
+        let mut plan = self.clone();
+        plan.takes
+            .sort_by(|a, b| (&a.rate_limit, &a.scope_key).cmp(&(&b.rate_limit, &b.scope_key)));
+        plan.charges
+            .sort_by(|a, b| (&a.budget, &a.scope_key).cmp(&(&b.budget, &b.scope_key)));
+        plan
+    }
+}
+
 /// An admission's statements in one backend's dialect.
 struct Dialect {
     take: &'static str,
@@ -221,28 +246,95 @@ struct Dialect {
     insert_usage: String,
 }
 
-/// The whole admission on transaction `$tx`: takes, then charges, then the history row,
-/// then COMMIT; any refusal rolls back. Evaluates to `Result<Admitted, Refused>`.
+impl Dialect {
+    fn sqlite() -> Dialect {
+        Dialect {
+            take: TAKE_SQLITE,
+            peek: PEEK_SQLITE,
+            local_clock: true,
+            admit: sqlite_sql(ADMIT),
+            counter: sqlite_sql(COUNTER),
+            insert_usage: sqlite_sql(INSERT_USAGE),
+        }
+    }
+
+    fn postgres() -> Dialect {
+        Dialect {
+            take: TAKE_PG,
+            peek: PEEK_PG,
+            local_clock: false,
+            admit: ADMIT.to_string(),
+            counter: COUNTER.to_string(),
+            insert_usage: INSERT_USAGE.to_string(),
+        }
+    }
+}
+
+/// The statements of an admission (a sorted [`AdmissionPlan`]) on the transaction or
+/// savepoint `$tx`: takes, then charges, then the history row. Evaluates to
+/// `Result<Admitted, Refused>`; after a refusal the caller rolls `$tx` back.
 macro_rules! admission {
-    ($tx:expr, $d:expr, $takes:expr, $charges:expr, $usage:expr, $now:expr) => {{
-        let (buckets, throttled) = take_in!($tx, $takes, $now, $d.take, $d.peek, $d.local_clock);
-        if let Some((take, bucket)) = throttled {
-            $tx.rollback().await?;
-            return Ok(Err(Refused::RateLimited { take, bucket }));
+    ($tx:expr, $d:expr, $plan:expr) => {
+        'admission: {
+            let (buckets, throttled) = take_in!(
+                $tx,
+                &$plan.takes,
+                $plan.now,
+                $d.take,
+                $d.peek,
+                $d.local_clock
+            );
+            if let Some((take, bucket)) = throttled {
+                break 'admission Err(Refused::RateLimited { take, bucket });
+            }
+            let (budgets, refused) =
+                admit_in!($tx, &$plan.charges, $plan.now, $d.admit, $d.counter);
+            if let Some(r) = refused {
+                break 'admission Err(Refused::Budget(r));
+            }
+            if let Some(u) = &$plan.usage {
+                bind_usage!(sqlx::query(sqlx::AssertSqlSafe($d.insert_usage.clone())), u)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            Ok(Admitted { budgets, buckets })
         }
-        let (budgets, refused) = admit_in!($tx, $charges, $now, $d.admit, $d.counter);
-        if let Some(r) = refused {
-            $tx.rollback().await?;
-            return Ok(Err(Refused::Budget(r)));
-        }
-        if let Some(u) = $usage {
-            bind_usage!(sqlx::query(sqlx::AssertSqlSafe($d.insert_usage)), u)
-                .execute(&mut *$tx)
-                .await?;
-        }
-        $tx.commit().await?;
-        Ok(Admitted { budgets, buckets })
-    }};
+    };
+}
+
+/// Runs an admission's statements on a PostgreSQL transaction or savepoint; the caller
+/// commits it, or rolls it back after a refusal ([`commit_if_admitted`]).
+pub(super) async fn admit_on_pg(
+    tx: &mut sqlx::PgConnection,
+    plan: &AdmissionPlan,
+) -> Result<Result<Admitted, Refused>, StoreError> {
+    let plan = plan.sorted();
+    let d = Dialect::postgres();
+    Ok(admission!(tx, d, plan))
+}
+
+/// [`admit_on_pg`] for SQLite.
+pub(super) async fn admit_on_sqlite(
+    tx: &mut sqlx::SqliteConnection,
+    plan: &AdmissionPlan,
+) -> Result<Result<Admitted, Refused>, StoreError> {
+    let plan = plan.sorted();
+    let d = Dialect::sqlite();
+    Ok(admission!(tx, d, plan))
+}
+
+/// Commits an admission's transaction (or releases its savepoint), or rolls it back
+/// when the admission was refused, so a refusal leaves nothing behind.
+pub(super) async fn commit_if_admitted<DB: sqlx::Database>(
+    tx: sqlx::Transaction<'_, DB>,
+    result: Result<Admitted, Refused>,
+) -> Result<Result<Admitted, Refused>, StoreError> {
+    if result.is_ok() {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(result)
 }
 
 macro_rules! settle_in {
@@ -276,39 +368,18 @@ impl Store {
     /// append covers it (see `Store::begin_sqlite_deferred`).
     pub async fn admit(
         &self,
-        takes: &[Take],
-        charges: &[Charge],
-        usage: Option<&UsageRow>,
-        now: i64,
+        plan: &AdmissionPlan,
     ) -> Result<Result<Admitted, Refused>, StoreError> {
-        let mut takes = takes.to_vec();
-        takes.sort_by(|a, b| (&a.rate_limit, &a.scope_key).cmp(&(&b.rate_limit, &b.scope_key)));
-        let mut charges = charges.to_vec();
-        charges.sort_by(|a, b| (&a.budget, &a.scope_key).cmp(&(&b.budget, &b.scope_key)));
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut tx = self.begin_sqlite_deferred(pool).await?;
-                let statements = Dialect {
-                    take: TAKE_SQLITE,
-                    peek: PEEK_SQLITE,
-                    local_clock: true,
-                    admit: sqlite_sql(ADMIT),
-                    counter: sqlite_sql(COUNTER),
-                    insert_usage: sqlite_sql(INSERT_USAGE),
-                };
-                Ok(admission!(tx, statements, &takes, &charges, usage, now))
+                let result = admit_on_sqlite(&mut tx, plan).await?;
+                commit_if_admitted(tx, result).await
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin_with(super::PG_BEGIN_DEFERRED).await?;
-                let statements = Dialect {
-                    take: TAKE_PG,
-                    peek: PEEK_PG,
-                    local_clock: false,
-                    admit: ADMIT.to_string(),
-                    counter: COUNTER.to_string(),
-                    insert_usage: INSERT_USAGE.to_string(),
-                };
-                Ok(admission!(tx, statements, &takes, &charges, usage, now))
+                let result = admit_on_pg(&mut tx, plan).await?;
+                commit_if_admitted(tx, result).await
             }
         }
     }

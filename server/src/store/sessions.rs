@@ -6,7 +6,8 @@
 
 use sqlx::{PgConnection, SqliteConnection};
 
-use super::{Backend, Store, StoreError};
+use super::budgets::{admit_on_pg, admit_on_sqlite, commit_if_admitted};
+use super::{AdmissionPlan, Admitted, Backend, Refused, Store, StoreError};
 use crate::session::{SessionState, Zone};
 
 /// Identifies a session.
@@ -145,6 +146,26 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let (value, _) = self
+            .session_step_admit(key, |stored| step(stored).map(|(next, v)| (next, v, None)))
+            .await?;
+        Ok(value)
+    }
+
+    /// [`Store::session_step`] that may also admit the action in the same transaction:
+    /// when `step` returns an [`AdmissionPlan`], it runs after the session state is
+    /// written, under a savepoint, so a refused admission undoes only itself (the
+    /// attempt still counts in the session). One transaction instead of two for an
+    /// allowed action with rate limits or budgets. Lock order: session row, then
+    /// buckets, then budget counters, as everywhere else.
+    pub async fn session_step_admit<T, E>(
+        &self,
+        key: &SessionKey,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<AdmissionPlan>), E>,
+    ) -> Result<(T, Option<Result<Admitted, Refused>>), E>
+    where
+        E: From<StoreError>,
+    {
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut tx = self
@@ -159,10 +180,21 @@ impl Store {
                         .map_err(StoreError::from)?;
                     current = sqlite_get(&mut tx, key).await?;
                 }
-                let (next, value) = step(current.filter(is_real))?;
+                let (next, value, plan) = step(current.filter(is_real))?;
                 sqlite_put(&mut tx, key, &next).await?;
+                let admitted = match plan {
+                    None => None,
+                    Some(plan) => Some(
+                        async {
+                            let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+                            let result = admit_on_sqlite(&mut sp, &plan).await?;
+                            commit_if_admitted(sp, result).await
+                        }
+                        .await?,
+                    ),
+                };
                 tx.commit().await.map_err(StoreError::from)?;
-                Ok(value)
+                Ok((value, admitted))
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool
@@ -177,10 +209,21 @@ impl Store {
                         .map_err(StoreError::from)?;
                     current = pg_get(&mut tx, key, true).await?;
                 }
-                let (next, value) = step(current.filter(is_real))?;
+                let (next, value, plan) = step(current.filter(is_real))?;
                 pg_put(&mut tx, key, &next).await?;
+                let admitted = match plan {
+                    None => None,
+                    Some(plan) => Some(
+                        async {
+                            let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+                            let result = admit_on_pg(&mut sp, &plan).await?;
+                            commit_if_admitted(sp, result).await
+                        }
+                        .await?,
+                    ),
+                };
                 tx.commit().await.map_err(StoreError::from)?;
-                Ok(value)
+                Ok((value, admitted))
             }
         }
     }

@@ -1,6 +1,9 @@
 //! Step 5 of Evaluate: an action that may run is admitted against its rate limits and
-//! budgets, in one transaction (`Store::admit`). A bucket without a token or a spent
-//! hard budget refuses it; nothing is taken or charged then.
+//! budgets, all or nothing. When the policy allows it, the admission runs inside the
+//! session step's transaction (`Store::session_step_admit`); when only the gate lets
+//! it run (a break-glass grant, an approval), on its own (`Store::admit`). A bucket
+//! without a token or a spent hard budget refuses it; nothing is taken or charged
+//! then.
 
 use std::time::Instant;
 
@@ -11,7 +14,7 @@ use crate::alerts::{AlertEvent, AlertEventKind};
 use crate::error::ApiError;
 use crate::normalize::NormalizedAction;
 use crate::policy::{Budget, Metric, RateLimit};
-use crate::store::Refused;
+use crate::store::{AdmissionPlan, Admitted, Refused};
 
 /// What admission decided.
 #[derive(Default)]
@@ -36,8 +39,44 @@ pub(super) struct Refusal {
     pub(super) event: AlertEvent,
 }
 
-/// Admits `action` against `limits` and `budgets`. `clock` is when the daemon read
-/// `now` (or earlier); the fast path measures from it.
+/// What to do about an action's limits, worked out before any database work.
+pub(super) enum Prepared {
+    /// No rate limit or budget applies.
+    Nothing,
+    /// The fast path refused it: a bucket this daemon saw empty is still empty.
+    Refused(Admission),
+    /// The admission to run (in the session step, or on its own).
+    Admit(AdmissionPlan),
+}
+
+/// Works out the admission of `action` against `limits` and `budgets` at `now`.
+pub(super) fn prepare(
+    shared: &Shared,
+    limits: &[&RateLimit],
+    budget_list: &[&Budget],
+    action: &NormalizedAction,
+    now: i64,
+) -> Result<Prepared, ApiError> {
+    if limits.is_empty() && budget_list.is_empty() {
+        return Ok(Prepared::Nothing);
+    }
+    let takes = rate_limits::takes(limits, action);
+    // A bucket this daemon saw empty moments ago is still empty: no round trip.
+    if let Some((i, wait)) = shared.rate_cache.refuses(&takes) {
+        return Ok(Prepared::Refused(rate_limited(limits[i], wait)));
+    }
+    let charges = budgets::admission(budget_list, action, now)?;
+    let calls = budget_list.iter().any(|b| b.metric == Metric::ToolCalls);
+    Ok(Prepared::Admit(AdmissionPlan {
+        takes,
+        charges,
+        usage: calls.then(|| budgets::tool_call(action, now)),
+        now,
+    }))
+}
+
+/// Admits `action` on its own transaction (when the session step did not: a refusal
+/// that the gate lifted). `clock` is when the daemon read `now`, or earlier.
 pub(super) async fn admit(
     shared: &Shared,
     limits: &[&RateLimit],
@@ -46,26 +85,34 @@ pub(super) async fn admit(
     now: i64,
     clock: Instant,
 ) -> Result<Admission, ApiError> {
-    if limits.is_empty() && budget_list.is_empty() {
-        return Ok(Admission::default());
+    match prepare(shared, limits, budget_list, action, now)? {
+        Prepared::Nothing => Ok(Admission::default()),
+        Prepared::Refused(refusal) => Ok(refusal),
+        Prepared::Admit(plan) => {
+            let result = shared.store.admit(&plan).await?;
+            finish(shared, limits, budget_list, action, &plan, result, clock).await
+        }
     }
-    let takes = rate_limits::takes(limits, action);
-    // A bucket this daemon saw empty moments ago is still empty: no round trip.
-    if let Some((i, wait)) = shared.rate_cache.refuses(&takes) {
-        return Ok(rate_limited(limits[i], wait));
-    }
-    let charges = budgets::admission(budget_list, action, now)?;
-    let calls = budget_list.iter().any(|b| b.metric == Metric::ToolCalls);
-    let usage = calls.then(|| budgets::tool_call(action, now));
-    let sent = clock.min(Instant::now());
-    match shared
-        .store
-        .admit(&takes, &charges, usage.as_ref(), now)
-        .await?
-    {
+}
+
+/// Turns the database's answer to `plan` into the decision's admission, and tells the
+/// fast path what the buckets looked like. `clock` is no later than the request went
+/// out.
+pub(super) async fn finish(
+    shared: &Shared,
+    limits: &[&RateLimit],
+    budget_list: &[&Budget],
+    action: &NormalizedAction,
+    plan: &AdmissionPlan,
+    result: Result<Admitted, Refused>,
+    clock: Instant,
+) -> Result<Admission, ApiError> {
+    match result {
         Ok(admitted) => {
-            if !takes.is_empty() {
-                shared.rate_cache.record(sent, &takes, &admitted.buckets);
+            if !plan.takes.is_empty() {
+                shared
+                    .rate_cache
+                    .record(clock, &plan.takes, &admitted.buckets);
             }
             Ok(Admission {
                 refusal: None,
@@ -81,7 +128,7 @@ pub(super) async fn admit(
         }
         Err(Refused::RateLimited { take, bucket }) => {
             shared.rate_cache.record(
-                sent,
+                clock,
                 std::slice::from_ref(&take),
                 std::slice::from_ref(&bucket),
             );
