@@ -184,6 +184,17 @@ impl Compiler<'_> {
                 v as i64
             }
         };
+        // A bucket spans burst × interval; past ~3,000 years the stored times would
+        // overflow long before the bucket could ever refuse.
+        if i128::from(interval_us) * i128::from(burst) > rate_limits::MAX_SPAN_US {
+            return Err(self.error(
+                r.rate.referenced,
+                format!(
+                    "rate {:?} with a burst of {burst} spans more than 3,000 years; use a faster rate or a smaller burst",
+                    r.rate.value.trim()
+                ),
+            ));
+        }
         let scope = match &r.scope {
             None => Scope::Agent,
             Some(s) => self.scope(s)?,

@@ -57,7 +57,7 @@ pub(super) struct RateLimitFile {
     pub(super) id: Spanned<String>,
     /// Refill rate: `N/PERIOD`, e.g. `30/minute`, `5/s`, `100/10m`.
     pub(super) rate: Spanned<String>,
-    /// Most actions at once (the bucket's size); default 1.
+    /// Most actions at once (the bucket's size); default: the rate's count, rounded up.
     #[serde(default, deserialize_with = "present")]
     pub(super) burst: Option<Spanned<f64>>,
     /// agent (default), session or tenant: whose bucket an action takes from.

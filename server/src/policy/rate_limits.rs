@@ -72,6 +72,9 @@ pub(super) struct RateLimitSpec<'a> {
 
 /// Most tokens a bucket may hold.
 pub(super) const MAX_BURST: f64 = 1e9;
+/// Longest a bucket may span (burst × interval), in microseconds: about 3,170 years, so
+/// TATs stay far from `i64::MAX`.
+pub(super) const MAX_SPAN_US: i128 = 100_000_000_000_000_000;
 
 /// Parses a rate such as `30/minute`, `5/s`, `100/10m` or `0.5/second` into the
 /// microseconds between two tokens and the count written (the default burst, rounded

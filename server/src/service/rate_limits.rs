@@ -71,6 +71,25 @@ pub(crate) fn alert(limit: &RateLimit, wait_us: i64) -> AlertEvent {
         .detail("retry_after_ms", retry_after_ms(wait_us))
 }
 
+/// When a request to the database went out, on both of the daemon's clocks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sent {
+    pub(crate) at: Instant,
+    /// Microseconds since the epoch, read no earlier than `at`.
+    pub(crate) wall_us: i64,
+}
+
+impl Sent {
+    /// Time since the request went out: the larger of the monotonic clock (which stops
+    /// while the host is suspended) and the wall clock (which may be stepped), so the
+    /// fast path never underestimates how much the bucket refilled.
+    fn elapsed_us(&self, at: Instant, wall_us: i64) -> i64 {
+        let monotonic =
+            i64::try_from(at.saturating_duration_since(self.at).as_micros()).unwrap_or(i64::MAX);
+        monotonic.max(wall_us.saturating_sub(self.wall_us))
+    }
+}
+
 /// Buckets this daemon last saw empty.
 #[derive(Default)]
 pub(crate) struct RateCache {
@@ -85,7 +104,7 @@ struct Seen {
     db_now_us: i64,
     /// …and when the request that got it was sent (or, for SQLite, when the daemon
     /// read the clock it passed).
-    sent: Instant,
+    sent: Sent,
     interval_us: i64,
     tolerance_us: i64,
 }
@@ -99,15 +118,16 @@ fn cache_key(rate_limit: &str, scope_key: &str) -> String {
 }
 
 impl Seen {
-    /// How long the database would make `take` wait at `at`, at least.
-    fn wait_at_least(&self, take: &Take, at: Instant) -> i64 {
+    /// How long the database would make `take` wait at `at` (wall clock `wall_us`), at
+    /// least.
+    fn wait_at_least(&self, take: &Take, at: Instant, wall_us: i64) -> i64 {
         // Another interval or burst (a reloaded policy): the bound does not carry over.
         if take.interval_us != self.interval_us || take.tolerance_us != self.tolerance_us {
             return 0;
         }
-        let elapsed =
-            i64::try_from(at.saturating_duration_since(self.sent).as_micros()).unwrap_or(i64::MAX);
-        let db_now = self.db_now_us.saturating_add(elapsed);
+        let db_now = self
+            .db_now_us
+            .saturating_add(self.sent.elapsed_us(at, wall_us));
         BucketRow {
             rate_limit: String::new(),
             scope_key: String::new(),
@@ -125,17 +145,17 @@ impl RateCache {
         if buckets.is_empty() {
             return None;
         }
-        let now = Instant::now();
+        let (now, wall) = (Instant::now(), super::now_us());
         takes.iter().enumerate().find_map(|(i, t)| {
             let seen = buckets.get(&cache_key(&t.rate_limit, &t.scope_key))?;
-            let wait = seen.wait_at_least(t, now);
+            let wait = seen.wait_at_least(t, now, wall);
             (wait > 0).then_some((i, wait))
         })
     }
 
     /// Remembers what the database answered for `takes` (sent at `sent`): buckets
     /// left without a token are kept, the others forgotten.
-    pub(crate) fn record(&self, sent: Instant, takes: &[Take], rows: &[BucketRow]) {
+    pub(crate) fn record(&self, sent: Sent, takes: &[Take], rows: &[BucketRow]) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         for row in rows {
             let Some(take) = takes
@@ -159,7 +179,7 @@ impl RateCache {
             }
         }
         if buckets.len() > MAX_ENTRIES {
-            let now = Instant::now();
+            let (now, wall) = (Instant::now(), super::now_us());
             buckets.retain(|_, s| {
                 let probe = Take {
                     rate_limit: String::new(),
@@ -167,7 +187,7 @@ impl RateCache {
                     interval_us: s.interval_us,
                     tolerance_us: s.tolerance_us,
                 };
-                s.wait_at_least(&probe, now) > 0
+                s.wait_at_least(&probe, now, wall) > 0
             });
             if buckets.len() > MAX_ENTRIES {
                 buckets.clear();
@@ -180,6 +200,13 @@ impl RateCache {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn sent_now() -> Sent {
+        Sent {
+            at: Instant::now(),
+            wall_us: crate::service::now_us(),
+        }
+    }
 
     fn take() -> Take {
         Take {
@@ -203,7 +230,7 @@ mod tests {
     fn an_empty_bucket_is_refused_locally_until_it_refills() {
         let cache = RateCache::default();
         let t = take();
-        let sent = Instant::now();
+        let sent = sent_now();
         // Three tokens taken at once: TAT 3 s ahead, the bucket is empty.
         cache.record(
             sent,
@@ -214,21 +241,25 @@ mod tests {
         assert_eq!(i, 0);
         assert!(wait > 900_000 && wait <= 1_000_000, "{wait}");
         // Once the estimated clock passes the next token, the database decides.
-        let later = sent + Duration::from_millis(1001);
+        let later = sent.at + Duration::from_millis(1001);
         let seen = *cache
             .buckets
             .lock()
             .unwrap()
             .get(&cache_key("shell", "t\u{1f}a"))
             .unwrap();
-        assert_eq!(seen.wait_at_least(&t, later), 0);
+        assert_eq!(seen.wait_at_least(&t, later, sent.wall_us), 0);
+        // So does a wall clock that moved on while the monotonic one stood still (a
+        // suspended host).
+        assert_eq!(seen.wait_at_least(&t, sent.at, sent.wall_us + 1_001_000), 0);
+        assert!(seen.wait_at_least(&t, sent.at, sent.wall_us) > 0);
     }
 
     #[test]
     fn buckets_with_tokens_left_and_other_rates_are_not_refused() {
         let cache = RateCache::default();
         let t = take();
-        let sent = Instant::now();
+        let sent = sent_now();
         cache.record(
             sent,
             std::slice::from_ref(&t),

@@ -2,7 +2,11 @@
 //!
 //! A take is one conditional upsert on the bucket's row (see `policy/rate_limits.rs` for
 //! the algorithm): `tat = max(tat, now) + interval`, unless that lands more than the
-//! bucket's tolerance ahead of `now`. On PostgreSQL the upsert locks the row and
+//! bucket's tolerance ahead of `now`. The stored TAT is first clamped to `now +
+//! tolerance` (an empty bucket under the limit's current figures): that changes
+//! nothing while a limit's rate and burst stay the same, and after a reload that makes
+//! a limit faster, an empty bucket refills at the new rate instead of waiting out a
+//! TAT computed at the old one. On PostgreSQL the upsert locks the row and
 //! re-checks its `WHERE` against the committed TAT, so concurrent takes through any
 //! number of replicas are applied one after another and never hand out more tokens
 //! than the bucket holds. `now` is the database's clock there (`clock_timestamp()`),
@@ -35,9 +39,17 @@ pub struct BucketRow {
 }
 
 impl BucketRow {
-    /// How long until `take` would succeed on this bucket (0 when it would now).
+    /// How long until `take` would succeed on this bucket (0 when it would now), with
+    /// the TAT clamped as the take clamps it.
     pub fn wait_us(&self, take: &Take) -> i64 {
-        (self.tat_us.max(self.now_us) + take.interval_us - self.now_us - take.tolerance_us).max(0)
+        let tat = self
+            .tat_us
+            .min(self.now_us.saturating_add(take.tolerance_us))
+            .max(self.now_us);
+        tat.saturating_add(take.interval_us)
+            .saturating_sub(self.now_us)
+            .saturating_sub(take.tolerance_us)
+            .max(0)
     }
 }
 
@@ -55,16 +67,20 @@ pub(super) const TAKE_PG: &str = concat!(
     pg_clock!(),
     " AS now) AS c \
      ON CONFLICT (rate_limit, scope_key) DO UPDATE \
-     SET tat_us = GREATEST(b.tat_us, EXCLUDED.updated_us) + $3, updated_us = EXCLUDED.updated_us \
-     WHERE GREATEST(b.tat_us, EXCLUDED.updated_us) + $3 - EXCLUDED.updated_us <= $4 \
+     SET tat_us = GREATEST(LEAST(b.tat_us, EXCLUDED.updated_us + $4), EXCLUDED.updated_us) + $3, \
+         updated_us = EXCLUDED.updated_us \
+     WHERE GREATEST(LEAST(b.tat_us, EXCLUDED.updated_us + $4), EXCLUDED.updated_us) + $3 \
+           - EXCLUDED.updated_us <= $4 \
      RETURNING tat_us, updated_us"
 );
 /// The same with the daemon's clock as ?5.
 pub(super) const TAKE_SQLITE: &str = "INSERT INTO rate_buckets (rate_limit, scope_key, tat_us, updated_us) \
      VALUES (?1, ?2, ?5 + ?3, ?5) \
      ON CONFLICT (rate_limit, scope_key) DO UPDATE \
-     SET tat_us = MAX(rate_buckets.tat_us, excluded.updated_us) + ?3, updated_us = excluded.updated_us \
-     WHERE MAX(rate_buckets.tat_us, excluded.updated_us) + ?3 - excluded.updated_us <= ?4 \
+     SET tat_us = MAX(MIN(rate_buckets.tat_us, excluded.updated_us + ?4), excluded.updated_us) + ?3, \
+         updated_us = excluded.updated_us \
+     WHERE MAX(MIN(rate_buckets.tat_us, excluded.updated_us + ?4), excluded.updated_us) + ?3 \
+           - excluded.updated_us <= ?4 \
      RETURNING tat_us, updated_us";
 
 /// A bucket and the clock, after a refused take.
@@ -144,5 +160,56 @@ impl Store {
                 .await?;
             Ok(row.map_or(0, |r| r.0))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(interval_us: i64, burst: i64) -> Take {
+        Take {
+            rate_limit: "r".into(),
+            scope_key: "k".into(),
+            interval_us,
+            tolerance_us: interval_us.saturating_mul(burst),
+        }
+    }
+
+    fn bucket(tat_us: i64, now_us: i64) -> BucketRow {
+        BucketRow {
+            rate_limit: "r".into(),
+            scope_key: "k".into(),
+            tat_us,
+            now_us,
+        }
+    }
+
+    #[test]
+    fn waits_follow_the_tat_and_clamp_to_the_current_figures() {
+        let now = 1_000_000_000;
+        let slow = take(1_000_000, 3);
+        assert_eq!(bucket(0, now).wait_us(&slow), 0, "a full bucket");
+        assert_eq!(
+            bucket(now + 2_000_000, now).wait_us(&slow),
+            0,
+            "one token left"
+        );
+        assert_eq!(
+            bucket(now + 3_000_000, now).wait_us(&slow),
+            1_000_000,
+            "empty"
+        );
+        // A bucket emptied under slow figures (TAT 10 h ahead) waits one interval of the
+        // faster figures a reload brought, not ten hours.
+        let fast = take(10_000, 100);
+        assert_eq!(
+            bucket(now + 36_000_000_000, now).wait_us(&fast),
+            10_000,
+            "clamped to an empty bucket under the new figures"
+        );
+        // Extreme values saturate rather than overflow.
+        let huge = take(i64::MAX / 2, 4);
+        assert!((0..=i64::MAX / 2).contains(&bucket(i64::MAX, now).wait_us(&huge)));
     }
 }

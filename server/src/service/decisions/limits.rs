@@ -107,12 +107,17 @@ pub(super) async fn finish(
     result: Result<Admitted, Refused>,
     clock: Instant,
 ) -> Result<Admission, ApiError> {
+    // `clock` was read before `plan.now`, and both before the request went out.
+    let sent = rate_limits::Sent {
+        at: clock,
+        wall_us: plan.now,
+    };
     match result {
         Ok(admitted) => {
             if !plan.takes.is_empty() {
                 shared
                     .rate_cache
-                    .record(clock, &plan.takes, &admitted.buckets);
+                    .record(sent, &plan.takes, &admitted.buckets);
             }
             Ok(Admission {
                 refusal: None,
@@ -128,7 +133,7 @@ pub(super) async fn finish(
         }
         Err(Refused::RateLimited { take, bucket }) => {
             shared.rate_cache.record(
-                clock,
+                sent,
                 std::slice::from_ref(&take),
                 std::slice::from_ref(&bucket),
             );
