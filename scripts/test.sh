@@ -58,3 +58,20 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --features warden-server/cedar-bench --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# The command analyzer against the public benchmark data (../shared/data/): fails when
+# detection, pass rate, score or macro detection drop below the goals (docs/BENCHMARKS.md).
+DATA=""
+for d in "${WARDEN_BENCH_DATA:-}" ../shared/data /work/shared/data; do
+    if [ -n "$d" ] && [ -f "$d/gtfobins_commands.json" ]; then DATA="$d"; break; fi
+done
+if [ -z "$DATA" ]; then
+    echo "test.sh: FAILED: benchmark data not found (../shared/data; set WARDEN_BENCH_DATA)" >&2
+    exit 1
+fi
+if ! target/debug/wardend bench shell --rounds 1 --check-goals \
+    --malicious "$DATA/gtfobins_commands.json" --harmless "$DATA/harmless_commands.json" \
+    > target/bench-shell.txt; then
+    cat target/bench-shell.txt
+    exit 1
+fi
+head -n 12 target/bench-shell.txt

@@ -11,6 +11,7 @@
 //! [`engine`].
 
 pub mod engine;
+pub mod shell;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -186,6 +186,9 @@ pub enum BenchCommand {
     /// In-process policy evaluation time, Warden next to Cedar on an equivalent
     /// 100-rule policy (Cedar with `--features cedar-bench`).
     Engine(crate::bench::engine::EngineArgs),
+    /// The command analyzer and a policy against labelled malicious and harmless
+    /// command sets: detection, pass rate, score, latency, misses.
+    Shell(crate::bench::shell::ShellArgs),
 }
 
 /// Runs a parsed command.
@@ -252,6 +255,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::engine::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Shell(args)) => crate::bench::shell::run(args).await,
         Command::Simulate(args) => crate::simulate::run(args).await,
     }
 }

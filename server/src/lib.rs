@@ -4,6 +4,7 @@
 //! docs/ARCHITECTURE.md for the walk from socket to audit row.
 
 pub mod alerts;
+pub mod analyzer;
 pub mod audit;
 pub mod bench;
 pub mod certify;

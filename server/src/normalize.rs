@@ -6,8 +6,7 @@
 //! (unknown channel, oversized fields, control characters in identities) is rejected here
 //! with an error that names the field.
 
-mod command;
-mod facts;
+pub(crate) mod command;
 mod path;
 mod url;
 
@@ -16,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use warden_proto::v1::Action;
 
+pub use crate::analyzer::FACT_NAMES;
 pub(crate) use command::ExecFacts;
-pub use facts::FACT_NAMES;
 pub(crate) use url::is_internal;
 
 /// Largest accepted command line, resource or attribute value (bytes).
@@ -129,6 +128,10 @@ pub struct NormalizedAction {
     /// Command-analyzer facts (see [`FACT_NAMES`]); empty for non-command actions.
     #[serde(skip)]
     pub facts: BTreeSet<&'static str>,
+    /// The analyzer's explanations of those facts (fact, sentence), in the order found;
+    /// derived like `facts`, so not part of the audit encoding either.
+    #[serde(skip)]
+    pub fact_notes: Vec<(&'static str, String)>,
     /// Lower-case destination hosts: the URL resource's host and, for commands, every
     /// network destination the analyzer found.
     #[serde(skip)]
@@ -222,12 +225,19 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
     let mut argv = action.argv.clone();
     let mut command_line = action.command_line.clone();
     let mut exec = None;
-    let mut analyzed = facts::CommandFacts::default();
+    let mut analyzed = crate::analyzer::Analysis::default();
 
     if channel.is_command() {
         if argv.is_empty() {
-            argv = command::split(&command_line)
-                .map_err(|problem| invalid("action.command_line", problem))?;
+            // A line the word splitter cannot take (an unbalanced quote, a here-doc
+            // with an apostrophe) is still a command: the analyzer judges it, and an
+            // unparseable one is a fact of its own.
+            argv = command::split(&command_line).unwrap_or_else(|_| {
+                command_line
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            });
         }
         if argv.is_empty() {
             return Err(invalid(
@@ -246,7 +256,7 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
             operation = "execute".into();
         }
         exec = Some(facts);
-        analyzed = facts::analyze(&command_line);
+        analyzed = crate::analyzer::analyze(&command_line);
     }
 
     if let Some(parsed) = url::parse(&resource) {
@@ -304,6 +314,7 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
         exec,
         facts: analyzed.facts,
         hosts: analyzed.hosts,
+        fact_notes: analyzed.notes,
     })
 }
 

@@ -474,7 +474,7 @@ impl Policy {
                 matched_rules: ids(&matched),
                 reason: matched
                     .iter()
-                    .map(|r| r.reason.as_str())
+                    .map(|r| explained(r, s.action))
                     .collect::<Vec<_>>()
                     .join("; "),
                 redactions: if verdict == Verdict::AllowWithRedaction {
@@ -493,6 +493,26 @@ impl Policy {
     pub fn evaluate(&self, action: &NormalizedAction) -> Outcome {
         let subject = self.context(action, SelfGuard::builtin());
         self.decide(&subject, Zone::Safe, &BTreeSet::new())
+    }
+}
+
+/// A rule's reason, followed for rules that matched on command facts by what the
+/// analyzer found ("… (starts a shell through vim (`:!/bin/sh`))").
+fn explained(rule: &Rule, action: &NormalizedAction) -> String {
+    let Some(facts) = &rule.conditions.facts else {
+        return rule.reason.clone();
+    };
+    let notes: Vec<&str> = action
+        .fact_notes
+        .iter()
+        .filter(|(f, _)| facts.contains(f))
+        .map(|(_, n)| n.as_str())
+        .take(2)
+        .collect();
+    if notes.is_empty() {
+        rule.reason.clone()
+    } else {
+        format!("{}: {}", rule.reason, notes.join("; "))
     }
 }
 
