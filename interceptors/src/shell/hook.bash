@@ -1,0 +1,113 @@
+# warden shell: asks `warden shell` before every command this bash runs.
+#
+# Sourced through BASH_ENV by every non-interactive bash started under `warden shell`
+# (the -c command, scripts, `bash x.sh`, `./x.sh` with a bash shebang, the interactive
+# loop). Installs a DEBUG trap that, before each simple command, sends the command text
+# ($BASH_COMMAND, unexpanded) and $PWD to `warden shell` over a loopback TCP connection
+# (bash's /dev/tcp) and waits for the verdict. See docs/SHELL.md.
+if [[ -z ${__warden_hooked-} ]]; then
+readonly __warden_hooked=1
+IFS=: read -r __warden_host __warden_port __warden_token <<<"$__WARDEN_SHELL_HOOK"
+readonly __warden_host __warden_port __warden_token
+
+# A refused command. With extdebug, a DEBUG trap that fails skips the command, but bash
+# then reports $? = 0. So when the command word is a plain word and the command has no
+# redirections, the command is instead pointed at a one-shot function of that name that
+# returns 126: $?, `set -e`, `||` and `if` see a command that failed with 126, exactly
+# as bash would. Otherwise the command is skipped (nothing is expanded, nothing runs).
+__warden_refuse() {
+    local -
+    set +eux
+    local name=${BASH_COMMAND%%[[:space:]]*}
+    case $name in
+        '' | *[!A-Za-z0-9_./+:@%-]* | if | then | else | elif | fi | case | esac | for | select | while | until | do | done | function | time | coproc | '!' | '{' | '}' | '[[' | ']]')
+            return 126 ;;
+    esac
+    case $BASH_COMMAND in
+        *'<'* | *'>'*) return 126 ;;
+    esac
+    __warden_saved=
+    if declare -F -- "$name" >/dev/null; then
+        __warden_saved=$(declare -f -- "$name")
+    fi
+    __warden_pending=$name
+    eval "function $name { __warden_refused; }"
+    return 0
+}
+
+# The body of the one-shot function: restore what it replaced, fail with 126.
+__warden_refused() {
+    unset -f -- "$__warden_pending"
+    if [[ -n $__warden_saved ]]; then
+        eval "$__warden_saved"
+    fi
+    __warden_pending=
+    __warden_saved=
+    return 126
+}
+
+__warden_check() {
+    # The user's set -e/-u/-x must not act on the hook itself (`local -` restores them).
+    local -
+    set +eux
+    # Enabled here rather than at source time: extdebug set while startup files run
+    # makes bash try to load its debugger.
+    shopt -s extdebug
+    # Warden's own functions (read-only, so no user function can take their names).
+    case ${FUNCNAME[1]-} in
+        __warden_refused | __warden_next | __warden_ret) return 0 ;;
+    esac
+    # A refused command calling its one-shot function, whose only command is this.
+    [[ $BASH_COMMAND == __warden_refused ]] && return 0
+    # The interactive loop's own bookkeeping (exact texts, only in the loop file).
+    case $BASH_COMMAND in
+        __warden_next | '__warden_ret "$__warden_status"' | 'eval "$__warden_line"' | '__warden_status=$?' | 'exit "$__warden_status"')
+            [[ ${BASH_SOURCE[1]-} == "${__WARDEN_SHELL_LOOP-}" ]] && return 0 ;;
+    esac
+    # Entering a function runs the trap again for the call already checked: skip it once.
+    if [[ $BASH_COMMAND == "${__warden_last_command-}" && ${#FUNCNAME[@]} -eq $((${__warden_last_depth:-0} + 1)) ]]; then
+        __warden_last_command=
+        return 0
+    fi
+    __warden_last_command=$BASH_COMMAND
+    __warden_last_depth=${#FUNCNAME[@]}
+    local fd verdict='' message=''
+    if ! { exec {fd}<>"/dev/tcp/$__warden_host/$__warden_port"; } 2>/dev/null; then
+        printf 'warden: refused: the warden shell that started this bash is gone; nothing was run\n' >&2
+        __warden_refuse
+        return
+    fi
+    printf 'check\0%s\0%s\0%s\0' "$__warden_token" "$PWD" "$BASH_COMMAND" >&"$fd"
+    IFS= read -r verdict <&"$fd"
+    IFS= read -r -d '' message <&"$fd"
+    exec {fd}>&-
+    [[ -n $message ]] && printf '%s' "$message" >&2
+    [[ $verdict == allow ]] && return 0
+    __warden_refuse
+}
+
+# The interactive loop (see loop.bash): asks `warden shell` for the next typed line,
+# telling it the last status and the working directory (for the prompt). Fails at EOF.
+__warden_next() {
+    local -
+    set +eux
+    local fd verdict=''
+    { exec {fd}<>"/dev/tcp/$__warden_host/$__warden_port"; } 2>/dev/null || return 1
+    printf 'next\0%s\0%s\0%s\0' "$__warden_token" "$PWD" "$__warden_status" >&"$fd"
+    IFS= read -r verdict <&"$fd"
+    __warden_line=''
+    IFS= read -r -d '' __warden_line <&"$fd"
+    exec {fd}>&-
+    [[ $verdict == line ]]
+}
+
+# Sets $? for the next typed line to the status of the previous one.
+__warden_ret() {
+    return "$1"
+}
+
+readonly -f __warden_check __warden_refuse __warden_refused __warden_next __warden_ret
+readonly BASH_ENV __WARDEN_SHELL_HOOK __WARDEN_SHELL_LOOP
+set -o functrace
+trap '__warden_check' DEBUG
+fi
