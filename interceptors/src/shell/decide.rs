@@ -9,9 +9,38 @@ use warden_proto::v1::{Action, Decision, ResultMeta, Verdict};
 
 use crate::client::{DaemonClient, IdentityArgs, NoDecision};
 use crate::exec::{refusal, wait_for_approval};
+use crate::{EXIT_NO_DECISION, EXIT_REFUSED};
 
 /// Audit tag and action attribute values recording the answer given at the prompt.
 const PROMPT_ATTRIBUTE: &str = "warden.shell.prompt";
+
+/// What the hook is told: run the command, or refuse it with this exit status; and what
+/// to print on the shell's stderr either way.
+pub(crate) struct Outcome {
+    /// `None`: run it. `Some(126)`: refused by policy; `Some(125)`: no decision.
+    pub(crate) refused: Option<i32>,
+    pub(crate) message: String,
+}
+
+impl Outcome {
+    fn run(message: String) -> Outcome {
+        Outcome {
+            refused: None,
+            message,
+        }
+    }
+
+    fn refuse(message: String) -> Outcome {
+        Outcome::refused(EXIT_REFUSED, message)
+    }
+
+    fn refused(status: i32, message: String) -> Outcome {
+        Outcome {
+            refused: Some(status),
+            message,
+        }
+    }
+}
 
 pub(crate) struct Decider {
     identity: IdentityArgs,
@@ -37,15 +66,12 @@ impl Decider {
     }
 
     /// Whether `command` (run in `cwd`) may run, and what to print on stderr.
-    pub(crate) async fn check(&self, cwd: &str, command: &str) -> (bool, String) {
+    pub(crate) async fn check(&self, cwd: &str, command: &str) -> Outcome {
         let shown = one_line(command);
         if tampers(command) {
-            return (
-                false,
-                format!(
-                    "warden: refused `{shown}`: it would change how warden shell checks commands (its hook, BASH_ENV or the DEBUG trap); nothing was run\n"
-                ),
-            );
+            return Outcome::refuse(format!(
+                "warden: refused `{shown}`: it would change how warden shell checks commands (its hook, BASH_ENV or the DEBUG trap); nothing was run\n"
+            ));
         }
         let mut action = Action {
             channel: "shell".into(),
@@ -70,13 +96,12 @@ impl Decider {
             }
         };
         let Some(client) = slot.as_mut() else {
-            return (
-                false,
-                format!("warden: refused `{shown}`: no connection to wardend\n"),
-            );
+            return Outcome::refuse(format!(
+                "warden: refused `{shown}`: no connection to wardend\n"
+            ));
         };
         match decision.verdict() {
-            Verdict::Allow => (true, String::new()),
+            Verdict::Allow => Outcome::run(String::new()),
             Verdict::RequireApproval if self.interactive => {
                 prompt(client, &action, &decision, &shown).await
             }
@@ -85,17 +110,14 @@ impl Decider {
                 match wait_for_approval(client, &action, decision, timeout).await {
                     Ok(d) => verdict_message(&d, &shown),
                     // wait_for_approval has said why on stderr.
-                    Err(_) => (false, String::new()),
+                    Err(code) => Outcome::refused(code, String::new()),
                 }
             }
             Verdict::RequireApproval => {
-                let (_, text) = verdict_message(&decision, &shown);
-                (
-                    false,
-                    format!(
-                        "{text}warden: (not at an interactive prompt; `--wait-approval` waits for an approver)\n"
-                    ),
-                )
+                let text = verdict_message(&decision, &shown).message;
+                Outcome::refuse(format!(
+                    "{text}warden: (not at an interactive prompt; `--wait-approval` waits for an approver)\n"
+                ))
             }
             _ => verdict_message(&decision, &shown),
         }
@@ -115,42 +137,36 @@ impl Decider {
         }
     }
 
-    fn no_decision(&self, shown: &str, e: &NoDecision) -> (bool, String) {
+    fn no_decision(&self, shown: &str, e: &NoDecision) -> Outcome {
         if self.identity.fail_open && e.is_unavailable() {
-            return (
-                true,
-                format!(
-                    "warden: WARNING: running `{shown}` WITHOUT a policy decision (--fail-open): {e}\n"
-                ),
-            );
+            return Outcome::run(format!(
+                "warden: WARNING: running `{shown}` WITHOUT a policy decision (--fail-open): {e}\n"
+            ));
         }
         let hint = if e.is_unavailable() {
             "; --fail-open overrides this"
         } else {
             ""
         };
-        (
-            false,
+        Outcome::refused(
+            EXIT_NO_DECISION,
             format!("warden: refused `{shown}`: {e} (fail-closed: nothing was run{hint})\n"),
         )
     }
 }
 
 /// The outcome of a final decision: run it, or why not.
-fn verdict_message(d: &Decision, shown: &str) -> (bool, String) {
+fn verdict_message(d: &Decision, shown: &str) -> Outcome {
     if d.verdict() == Verdict::AllowWithRedaction {
         let seq = d.id.as_ref().map_or(0, |id| id.seq);
-        return (
-            false,
-            format!(
-                "warden: refused `{shown}`: the policy allows this only with output redaction, which warden shell cannot apply to a command's output [{}] (decision #{seq})\n",
-                d.matched_rules.join(", ")
-            ),
-        );
+        return Outcome::refuse(format!(
+            "warden: refused `{shown}`: the policy allows this only with output redaction, which warden shell cannot apply to a command's output [{}] (decision #{seq})\n",
+            d.matched_rules.join(", ")
+        ));
     }
     match refusal(d) {
-        None => (true, String::new()),
-        Some(text) => (false, format!("warden: `{shown}`: {text}\n")),
+        None => Outcome::run(String::new()),
+        Some(text) => Outcome::refuse(format!("warden: `{shown}`: {text}\n")),
     }
 }
 
@@ -160,7 +176,7 @@ async fn prompt(
     action: &Action,
     decision: &Decision,
     shown: &str,
-) -> (bool, String) {
+) -> Outcome {
     let rules = if decision.matched_rules.is_empty() {
         "policy default".to_string()
     } else {
@@ -200,21 +216,29 @@ async fn prompt(
             "warden: `{shown}` declined at the prompt; nothing was run\n"
         ));
     }
-    (approved, message)
+    if approved {
+        Outcome::run(message)
+    } else {
+        Outcome::refuse(message)
+    }
 }
 
-/// Commands that would switch the checking off: the hook's names, BASH_ENV, the DEBUG
-/// trap, functrace. A text test, so it stops the plain forms (see docs/SHELL.md).
+/// Commands that would switch the checking off: the hook's names, the DEBUG trap,
+/// functrace, and starting a program without BASH_ENV (`env -i`, `env -u BASH_ENV`,
+/// `exec -c`). A text test, so it stops the plain forms only (see docs/SHELL.md).
 fn tampers(command: &str) -> bool {
     let lower = command.to_ascii_lowercase();
     let words: Vec<&str> = lower.split_whitespace().collect();
+    let has = |w: &str| words.contains(&w);
     lower.contains("__warden")
-        || lower.contains("bash_env")
         || lower.contains("functrace")
-        || (words.contains(&"trap") && lower.contains("debug"))
+        || (has("trap") && lower.contains("debug"))
         || words
             .windows(2)
             .any(|w| w[0] == "set" && w[1].starts_with('+') && w[1].contains('t'))
+        || (has("env")
+            && (lower.contains("bash_env") || has("-i") || has("-") || has("--ignore-environment")))
+        || (has("exec") && words.iter().any(|w| w.starts_with('-') && w.contains('c')))
 }
 
 /// The command as shown in messages: its first line, shortened.
@@ -234,7 +258,10 @@ mod tests {
     #[test]
     fn switching_the_hook_off_is_refused() {
         assert!(tampers("trap - DEBUG"));
-        assert!(tampers("unset BASH_ENV"));
+        assert!(tampers("env -u BASH_ENV bash x.sh"));
+        assert!(tampers("env -i bash x.sh"));
+        assert!(tampers("exec -c bash"));
+        assert!(!tampers("echo $BASH_ENV"));
         assert!(tampers("set +T"));
         assert!(tampers("set +o functrace"));
         assert!(tampers("__warden_pending=rm"));

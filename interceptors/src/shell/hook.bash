@@ -13,25 +13,25 @@ readonly __warden_host __warden_port __warden_token
 # A refused command. With extdebug, a DEBUG trap that fails skips the command, but bash
 # then reports $? = 0. So when the command word is a plain word and the command has no
 # redirections, the command is instead pointed at a one-shot function of that name that
-# returns 126: $?, `set -e`, `||` and `if` see a command that failed with 126, exactly
+# returns 126 (125: no decision): $?, `set -e`, `||` and `if` see a command that failed with 126, exactly
 # as bash would. Otherwise the command is skipped (nothing is expanded, nothing runs).
 __warden_refuse() {
     local -
     set +eux
-    local name=${BASH_COMMAND%%[[:space:]]*}
+    local name=${BASH_COMMAND%%[[:space:]]*} status=$1
     case $name in
         '' | *[!A-Za-z0-9_./+:@%-]* | if | then | else | elif | fi | case | esac | for | select | while | until | do | done | function | time | coproc | '!' | '{' | '}' | '[[' | ']]')
-            return 126 ;;
+            return "$status" ;;
     esac
     case $BASH_COMMAND in
-        *'<'* | *'>'*) return 126 ;;
+        *'<'* | *'>'*) return "$status" ;;
     esac
     __warden_saved=
     if declare -F -- "$name" >/dev/null; then
         __warden_saved=$(declare -f -- "$name")
     fi
     __warden_pending=$name
-    eval "function $name { __warden_refused; }"
+    eval "function $name { __warden_refused $status; }"
     return 0
 }
 
@@ -43,7 +43,7 @@ __warden_refused() {
     fi
     __warden_pending=
     __warden_saved=
-    return 126
+    return "$1"
 }
 
 __warden_check() {
@@ -58,7 +58,7 @@ __warden_check() {
         __warden_refused | __warden_next | __warden_ret) return 0 ;;
     esac
     # A refused command calling its one-shot function, whose only command is this.
-    [[ $BASH_COMMAND == __warden_refused ]] && return 0
+    [[ $BASH_COMMAND == '__warden_refused '12[56] ]] && return 0
     # The interactive loop's own bookkeeping (exact texts, only in the loop file).
     case $BASH_COMMAND in
         __warden_next | '__warden_ret "$__warden_status"' | 'eval "$__warden_line"' | '__warden_status=$?' | 'exit "$__warden_status"')
@@ -71,19 +71,19 @@ __warden_check() {
     fi
     __warden_last_command=$BASH_COMMAND
     __warden_last_depth=${#FUNCNAME[@]}
-    local fd verdict='' message=''
+    local fd verdict='' status=126 message=''
     if ! { exec {fd}<>"/dev/tcp/$__warden_host/$__warden_port"; } 2>/dev/null; then
         printf 'warden: refused: the warden shell that started this bash is gone; nothing was run\n' >&2
-        __warden_refuse
+        __warden_refuse 125
         return
     fi
     printf 'check\0%s\0%s\0%s\0' "$__warden_token" "$PWD" "$BASH_COMMAND" >&"$fd"
-    IFS= read -r verdict <&"$fd"
+    IFS=' ' read -r verdict status <&"$fd"
     IFS= read -r -d '' message <&"$fd"
     exec {fd}>&-
     [[ -n $message ]] && printf '%s' "$message" >&2
     [[ $verdict == allow ]] && return 0
-    __warden_refuse
+    __warden_refuse "${status:-126}"
 }
 
 # The interactive loop (see loop.bash): asks `warden shell` for the next typed line,
@@ -108,6 +108,13 @@ __warden_ret() {
 
 readonly -f __warden_check __warden_refuse __warden_refused __warden_next __warden_ret
 readonly BASH_ENV __WARDEN_SHELL_HOOK __WARDEN_SHELL_LOOP
+if [[ $0 == "${__WARDEN_SHELL_LOOP-}" ]]; then
+    # The interactive loop: typed lines may use aliases; Ctrl-C interrupts the running
+    # command and not this bash (trapped, so commands get the default disposition).
+    __warden_status=0
+    shopt -s expand_aliases
+    trap ':' INT
+fi
 set -o functrace
 trap '__warden_check' DEBUG
 fi

@@ -4,7 +4,7 @@
 //! NUL-terminated; the answer is one verdict line, then a message until EOF):
 //!
 //! ```text
-//! check\0TOKEN\0PWD\0COMMAND\0   →  "allow\n" | "deny\n", then text for stderr
+//! check\0TOKEN\0PWD\0COMMAND\0   →  "allow\n" | "deny STATUS\n", then text for stderr
 //! next\0TOKEN\0PWD\0STATUS\0     →  "line\n" LINE | "eof\n"
 //! ```
 
@@ -156,7 +156,7 @@ pub(crate) async fn run_bash(bash: &Path, mode: Mode, decider: Decider) -> Resul
         .spawn()
         .map_err(io(format!("start {}", bash.display())))?;
     let pid = child.id();
-    let _signals = super::interactive::guard_signals(pid);
+    let signals = super::interactive::guard_signals(pid);
 
     let server = Arc::new(Server {
         token,
@@ -179,6 +179,7 @@ pub(crate) async fn run_bash(bash: &Path, mode: Mode, decider: Decider) -> Resul
         status = child.wait() => status.map_err(io("wait for bash"))?,
         () = accept => unreachable_accept(),
     };
+    signals.abort();
     drop(dir);
     Ok(exit_code(status))
 }
@@ -215,8 +216,11 @@ impl Server {
         }
         let reply = match fields[0].as_str() {
             "check" => {
-                let (allowed, message) = self.decider.check(&fields[2], &fields[3]).await;
-                format!("{}\n{message}", if allowed { "allow" } else { "deny" })
+                let outcome = self.decider.check(&fields[2], &fields[3]).await;
+                match outcome.refused {
+                    None => format!("allow\n{}", outcome.message),
+                    Some(status) => format!("deny {status}\n{}", outcome.message),
+                }
             }
             "next" => {
                 let status = fields[3].parse().unwrap_or(0);
