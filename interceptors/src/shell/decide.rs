@@ -236,9 +236,32 @@ fn tampers(command: &str) -> bool {
         || words
             .windows(2)
             .any(|w| w[0] == "set" && w[1].starts_with('+') && w[1].contains('t'))
-        || (has("env")
-            && (lower.contains("bash_env") || has("-i") || has("-") || has("--ignore-environment")))
-        || (has("exec") && words.iter().any(|w| w.starts_with('-') && w.contains('c')))
+        || words
+            .iter()
+            .enumerate()
+            .any(|(i, w)| *w == "env" && env_drops_hook(&words[i + 1..]))
+        || words
+            .windows(2)
+            .any(|w| w[0] == "exec" && w[1].starts_with('-') && w[1].contains('c'))
+}
+
+/// Whether `env`'s options (the words after it) clear the environment or BASH_ENV.
+fn env_drops_hook(after: &[&str]) -> bool {
+    let mut words = after.iter();
+    while let Some(w) = words.next() {
+        match *w {
+            "-i" | "-" | "--ignore-environment" => return true,
+            "-u" | "--unset" => {
+                if words.next().is_some_and(|v| *v == "bash_env") {
+                    return true;
+                }
+            }
+            w if w.contains("bash_env") => return true,
+            w if w.starts_with('-') || w.contains('=') => {}
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The command as shown in messages: its first line, shortened.
@@ -262,6 +285,8 @@ mod tests {
         assert!(tampers("env -i bash x.sh"));
         assert!(tampers("exec -c bash"));
         assert!(!tampers("echo $BASH_ENV"));
+        assert!(!tampers("env | grep -i path"));
+        assert!(!tampers("sh -c 'exec sleep 1'"));
         assert!(tampers("set +T"));
         assert!(tampers("set +o functrace"));
         assert!(tampers("__warden_pending=rm"));
