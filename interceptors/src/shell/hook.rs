@@ -163,30 +163,22 @@ pub(crate) async fn run_bash(bash: &Path, mode: Mode, decider: Decider) -> Resul
         decider,
         lines,
     });
-    let accept = {
-        let server = server.clone();
-        async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let server = server.clone();
-                tokio::spawn(async move { server.serve(stream).await });
-            }
+    let acceptor = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors, say: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            let server = server.clone();
+            tokio::spawn(async move { server.serve(stream).await });
         }
-    };
-    let status = tokio::select! {
-        status = child.wait() => status.map_err(io("wait for bash"))?,
-        () = accept => unreachable_accept(),
-    };
+    });
+    let status = child.wait().await.map_err(io("wait for bash"));
+    acceptor.abort();
     signals.abort();
     drop(dir);
-    Ok(exit_code(status))
-}
-
-fn unreachable_accept() -> ExitStatus {
-    // The accept loop never ends; this keeps the select! arms the same type.
-    std::process::ExitStatus::default()
+    Ok(exit_code(status?))
 }
 
 fn exit_code(status: ExitStatus) -> i32 {
@@ -210,7 +202,8 @@ impl Server {
         let Some(fields) = read_fields(&mut stream).await else {
             return;
         };
-        // Constant-time enough for a 128-bit token compared once per connection.
+        // Only the bash this process started knows the token (it is in its environment,
+        // which other users cannot read); anything else on the loopback is ignored.
         if fields[1] != self.token {
             return;
         }
