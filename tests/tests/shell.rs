@@ -261,6 +261,79 @@ async fn approval_in_a_script_is_refused_without_wait_approval() {
     );
 }
 
+/// `--wait-approval`: the script waits for `warden approvals approve`, then the command
+/// runs; `warden approvals deny` makes it fail with 126 and the script goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_approval_runs_the_command_once_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, "shell-test-admin-token-0123456789\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut args = with_policy(dir.path());
+    args.extend(["--admin-token-file".into(), token.display().to_string()]);
+    let db = TestDb::sqlite().await;
+    let daemon = Daemon::start(
+        &db.url,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let addr = daemon.addr.to_string();
+    let operator = |args: &[&str]| {
+        let out = Command::new(warden())
+            .arg("approvals")
+            .args(args)
+            .args(["--daemon", &addr])
+            .env("WARDEN_ADMIN_TOKEN_FILE", &token)
+            .env("USER", "alice")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let pending = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let list = operator(&["list"]);
+            if let Some(id) = list.split_whitespace().find(|w| w.starts_with("apr-")) {
+                return id.to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no approval appeared");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let line = "npm() { echo \"ran $2\"; }; npm publish $0; echo \"st=$?\"";
+    let spawn = |name: &str| {
+        shell_cmd(&addr, &["--wait-approval=30s", "-c", line, name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    let child = spawn("first");
+    let id = pending();
+    operator(&["approve", &id]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "ran first\nst=0\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains(&id));
+
+    let child = spawn("second");
+    let id = pending();
+    operator(&["deny", &id]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout), "st=126\n", "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("denied by alice"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// No daemon: every command is refused (125, nothing runs) unless `--fail-open`, which
 /// runs them and warns once per command.
 #[tokio::test]
@@ -324,6 +397,53 @@ async fn warden_secrets_stay_out_of_the_child_environment() {
     }
     assert!(text(&out.stdout).contains("WARDEN_AGENT=kept"));
     assert!(text(&out.stdout).contains("PATH="));
+}
+
+/// Under the name `warden-shell` (a symlink, for /etc/shells) and as a login shell
+/// (`-warden-shell`, as login(1) starts it), `warden` is `warden shell`, configured from
+/// the environment: `ssh host CMD` runs `$SHELL -c CMD`, a login reads stdin.
+#[tokio::test]
+async fn works_as_a_login_shell() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let db = TestDb::sqlite().await;
+    let daemon = Daemon::start(&db.url, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("warden-shell");
+    std::os::unix::fs::symlink(warden(), &link).unwrap();
+    let line = "echo \"login $0\"; rm -rf /; echo \"rm=$?\"";
+    let out = Command::new(&link)
+        .args(["-c", line, "sh0"])
+        .env("WARDEN_DAEMON", daemon.url())
+        .env_remove("WARDEN_FAIL_OPEN")
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "login sh0\nrm=126\n",
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut child = Command::new(&link)
+        .arg0("-warden-shell")
+        .env("WARDEN_DAEMON", daemon.url())
+        .env_remove("WARDEN_FAIL_OPEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(line.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        text(&out.stdout).ends_with("rm=126\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
 }
 
 /// The result of tests/pty/drive.py.
