@@ -13,8 +13,9 @@ readonly __warden_host __warden_port __warden_token
 # A refused command. With extdebug, a DEBUG trap that fails skips the command, but bash
 # then reports $? = 0. So when the command word is a plain word and the command has no
 # redirections, the command is instead pointed at a one-shot function of that name that
-# returns 126 (125: no decision): $?, `set -e`, `||` and `if` see a command that failed with 126, exactly
-# as bash would. Otherwise the command is skipped (nothing is expanded, nothing runs).
+# returns 126 (125: no decision): $?, `set -e`, `||` and `if` see a command that failed
+# with that status, exactly as bash would. Otherwise the command is skipped (nothing is
+# expanded, nothing runs).
 __warden_refuse() {
     local -
     set +eux
@@ -31,7 +32,11 @@ __warden_refuse() {
         __warden_saved=$(declare -f -- "$name")
     fi
     __warden_pending=$name
-    eval "function $name { __warden_refused $status; }"
+    # A read-only function of that name cannot be replaced: skip the command instead.
+    eval "function $name { __warden_refused $status; }" 2>/dev/null || return "$status"
+    # Its call enters the function: let that one trap through (see __warden_check).
+    __warden_last_command=$BASH_COMMAND
+    __warden_last_depth=$((${#FUNCNAME[@]} - 1))
     return 0
 }
 
@@ -64,13 +69,13 @@ __warden_check() {
         __warden_next | '__warden_ret "$__warden_status"' | 'eval "$__warden_line"' | '__warden_status=$?' | 'exit "$__warden_status"')
             [[ ${BASH_SOURCE[1]-} == "${__WARDEN_SHELL_LOOP-}" ]] && return 0 ;;
     esac
-    # Entering a function runs the trap again for the call already checked: skip it once.
-    if [[ $BASH_COMMAND == "${__warden_last_command-}" && ${#FUNCNAME[@]} -eq $((${__warden_last_depth:-0} + 1)) ]]; then
+    # Entering a function runs the trap again for the call just allowed, with the
+    # function's name on top of FUNCNAME: let that one through, once.
+    if [[ $BASH_COMMAND == "${__warden_last_command-}" && ${#FUNCNAME[@]} -eq $((${__warden_last_depth:-0} + 1)) && ${BASH_COMMAND%%[[:space:]]*} == "${FUNCNAME[1]-}" ]]; then
         __warden_last_command=
         return 0
     fi
-    __warden_last_command=$BASH_COMMAND
-    __warden_last_depth=${#FUNCNAME[@]}
+    __warden_last_command=
     local fd verdict='' status=126 message=''
     if ! { exec {fd}<>"/dev/tcp/$__warden_host/$__warden_port"; } 2>/dev/null; then
         printf 'warden: refused: the warden shell that started this bash is gone; nothing was run\n' >&2
@@ -82,7 +87,11 @@ __warden_check() {
     IFS= read -r -d '' message <&"$fd"
     exec {fd}>&-
     [[ -n $message ]] && printf '%s' "$message" >&2
-    [[ $verdict == allow ]] && return 0
+    if [[ $verdict == allow ]]; then
+        __warden_last_command=$BASH_COMMAND
+        __warden_last_depth=${#FUNCNAME[@]}
+        return 0
+    fi
     __warden_refuse "${status:-126}"
 }
 
