@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use warden_tests::{Daemon, TestDb, warden, wardend_cli};
+use warden_tests::{Daemon, TestDb, pty, warden, wardend_cli};
 
 /// A policy with a denial and an approval a test can trigger without harm.
 const POLICY: &str = "version: 1\ndefault: allow\nrules:\n  - id: no-touch\n    decision: deny\n    reason: touching files is not allowed here\n    match: { tool: touch }\n  - id: ask-first\n    decision: require_approval\n    reason: publishing needs a human\n    match: { command: 'npm publish*' }\n";
@@ -446,63 +446,6 @@ async fn works_as_a_login_shell() {
     assert_eq!(out.status.code(), Some(0));
 }
 
-/// The result of tests/pty/drive.py.
-struct PtyRun {
-    ok: bool,
-    error: String,
-    status: Option<i64>,
-    /// What the terminal showed, escape sequences removed.
-    output: String,
-}
-
-/// Runs `warden shell ARGS` on a pty and plays `steps` (["expect"|"send", text]).
-fn pty(daemon: &str, args: &[&str], steps: serde_json::Value) -> PtyRun {
-    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("pty/drive.py");
-    let out = Command::new("python3")
-        .arg(driver)
-        .arg(steps.to_string())
-        .arg("--")
-        .arg(warden())
-        .args(["shell", "--daemon", daemon, "--agent", "pty-test"])
-        .args(args)
-        .env_remove("WARDEN_FAIL_OPEN")
-        .env("TERM", "xterm")
-        .output()
-        .expect("python3 runs the pty driver");
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("driver output: {e}: {}", text(&out.stderr)));
-    let raw = result["output"].as_str().unwrap_or_default();
-    PtyRun {
-        ok: result["ok"].as_bool().unwrap_or(false),
-        error: result["error"].as_str().unwrap_or_default().to_string(),
-        status: result["status"].as_i64(),
-        output: strip_escapes(raw),
-    }
-}
-
-fn strip_escapes(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        if chars.peek() == Some(&'[') {
-            chars.next();
-            while let Some(&n) = chars.peek() {
-                chars.next();
-                if n.is_ascii_alphabetic() || n == '~' {
-                    break;
-                }
-            }
-        } else {
-            chars.next();
-        }
-    }
-    out
-}
-
 /// The prompt, cd/export persisting between lines, Ctrl-C dropping a typed line and
 /// interrupting a running command, `$?`, Ctrl-D, and the history kept across two runs.
 #[tokio::test]
@@ -516,7 +459,7 @@ async fn interactive_shell_on_a_terminal() {
     let h = history.to_str().unwrap();
     let d = dir.path().display().to_string();
 
-    let run = pty(
+    let run = pty::shell(
         &addr,
         &["--history", h],
         serde_json::json!([
@@ -557,7 +500,7 @@ async fn interactive_shell_on_a_terminal() {
     );
 
     // A second run finds the line in history (Up, Enter) and runs it again.
-    let run = pty(
+    let run = pty::shell(
         &addr,
         &["--history", h],
         serde_json::json!([
@@ -588,7 +531,7 @@ async fn approval_at_the_prompt_asks_and_records_the_answer() {
             .collect::<Vec<_>>(),
     );
     let history = dir.path().join("history");
-    let run = pty(
+    let run = pty::shell(
         &daemon.addr.to_string(),
         &["--history", history.to_str().unwrap()],
         serde_json::json!([
