@@ -236,6 +236,21 @@ async fn denied_commands_in_scripts_do_not_run_and_fail_with_126() {
         "{}",
         text(&out.stderr)
     );
+
+    // Redirections: fd duplications, /dev/null and input keep the 126; an output file
+    // is never created for a refused command (it is skipped; see docs/SHELL.md).
+    let out_file = dir.path().join("out");
+    let line = format!(
+        "touch {m} 2>&1 >/dev/null; echo \"a=$?\"; touch {m} </dev/null; echo \"b=$?\"; touch {m} > {}",
+        out_file.display()
+    );
+    let out = shell(&addr, &["-c", &line]);
+    assert_eq!(text(&out.stdout), "a=126\nb=126\n");
+    assert!(!marker.exists());
+    assert!(
+        !out_file.exists(),
+        "a refused command's redirection created a file"
+    );
 }
 
 /// REQUIRE_APPROVAL outside a terminal is refused (126) unless `--wait-approval`.

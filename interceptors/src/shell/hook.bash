@@ -12,7 +12,7 @@ readonly __warden_host __warden_port __warden_token
 
 # A refused command. With extdebug, a DEBUG trap that fails skips the command, but bash
 # then reports $? = 0. So when the command word is a plain word and the command has no
-# redirections, the command is instead pointed at a one-shot function of that name that
+# output redirection, the command is instead pointed at a one-shot function of that name that
 # returns 126 (125: no decision): $?, `set -e`, `||` and `if` see a command that failed
 # with that status, exactly as bash would. Otherwise the command is skipped (nothing is
 # expanded, nothing runs).
@@ -24,8 +24,17 @@ __warden_refuse() {
         '' | *[!A-Za-z0-9_./+:@%-]* | if | then | else | elif | fi | case | esac | for | select | while | until | do | done | function | time | coproc | '!' | '{' | '}' | '[[' | ']]')
             return "$status" ;;
     esac
-    case $BASH_COMMAND in
-        *'<'* | *'>'*) return "$status" ;;
+    # Redirections happen before a function runs: only those without side effects (fd
+    # duplication, /dev/null, input) may stay; an output file would be created.
+    local rest=$BASH_COMMAND
+    rest=${rest//&>\/dev\/null/}
+    rest=${rest//[0-9]>\/dev\/null/}
+    rest=${rest//>\/dev\/null/}
+    rest=${rest//> \/dev\/null/}
+    rest=${rest//[0-9]>&[0-9]/}
+    rest=${rest//>&[0-9]/}
+    case $rest in
+        *'>'* | *'<('*) return "$status" ;;
     esac
     __warden_saved=
     if declare -F -- "$name" >/dev/null; then
