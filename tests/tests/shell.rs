@@ -532,8 +532,8 @@ async fn interactive_shell_on_a_terminal() {
     assert_eq!(run.status, Some(7));
 }
 
-/// REQUIRE_APPROVAL at the prompt asks "Proceed? [y/N]": y runs the command, Enter (no)
-/// does not and gives 126; both answers are reported to the daemon with the decision.
+/// REQUIRE_APPROVAL at the prompt asks "Proceed? [y/N]": y runs the command, Ctrl-C and
+/// Enter (no) do not and give 126; both answers are reported to the daemon with the decision.
 #[tokio::test]
 async fn approval_at_the_prompt_asks_and_records_the_answer() {
     let dir = tempfile::tempdir().unwrap();
@@ -558,6 +558,11 @@ async fn approval_at_the_prompt_asks_and_records_the_answer() {
             ["send", "y\r"],
             ["expect", "ran-yes"],
             ["expect", "$ "],
+            ["send", "npm publish interrupted; echo \"ctrl-c=$?\"\r"],
+            ["expect", "Proceed? [y/N] "],
+            ["send", "\x03"],
+            ["expect", "ctrl-c=126"],
+            ["expect", "$ "],
             ["send", "npm publish no\r"],
             ["expect", "Proceed? [y/N] "],
             ["send", "\r"],
@@ -572,6 +577,7 @@ async fn approval_at_the_prompt_asks_and_records_the_answer() {
         run.output
     );
     assert!(!run.output.contains("ran-no"), "{}", run.output);
+    assert!(!run.output.contains("ran-interrupted"), "{}", run.output);
     assert!(
         run.output.contains("declined at the prompt"),
         "{}",
@@ -599,11 +605,13 @@ async fn approval_at_the_prompt_asks_and_records_the_answer() {
             )
         })
         .collect();
-    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers.len(), 3, "{answers:?}");
     assert_eq!(answers[0].0, "npm publish yes");
     assert_eq!(answers[0].1, "shell-prompt-approved");
-    assert_eq!(answers[1].0, "npm publish no");
+    assert_eq!(answers[1].0, "npm publish interrupted");
     assert_eq!(answers[1].1, "shell-prompt-declined");
+    assert_eq!(answers[2].0, "npm publish no");
+    assert_eq!(answers[2].1, "shell-prompt-declined");
     for (command, _, seq) in &answers {
         let decision = records
             .iter()

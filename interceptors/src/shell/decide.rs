@@ -170,7 +170,8 @@ fn verdict_message(d: &Decision, shown: &str) -> Outcome {
     }
 }
 
-/// Asks the person at the terminal, reports the answer, and returns the outcome.
+/// Asks the person at the terminal (Enter or Ctrl-C mean no), reports the answer, and
+/// returns the outcome.
 async fn prompt(
     client: &mut DaemonClient,
     action: &Action,
@@ -182,19 +183,20 @@ async fn prompt(
     } else {
         decision.matched_rules.join(", ")
     };
+    super::interactive::arm_interrupt();
     eprint!(
         "warden: approval required for `{shown}`: {} [{rules}]\nProceed? [y/N] ",
         decision.reason
     );
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await;
-    let approved = matches!(
-        answer,
-        Ok(Ok(ref a)) if matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-    );
+    let answer = tokio::task::spawn_blocking(super::interactive::read_answer)
+        .await
+        .ok()
+        .flatten();
+    if answer.is_none() {
+        eprintln!();
+    }
+    let approved =
+        answer.is_some_and(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes"));
     let answer = if approved { "approved" } else { "declined" };
     let mut reported = action.clone();
     reported

@@ -4,7 +4,10 @@
 //! command and never `warden shell` itself.
 
 use std::borrow::Cow;
+use std::io::Read;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use reedline::{
     FileBackedHistory, Prompt, PromptEditMode, PromptHistorySearch, PromptHistorySearchStatus,
@@ -12,6 +15,38 @@ use reedline::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
+
+/// Set by SIGINT (Ctrl-C at the terminal), cleared when a y/N question is asked.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Forgets earlier Ctrl-Cs; call before showing a y/N question, so that a Ctrl-C
+/// pressed as soon as it appears counts.
+pub(crate) fn arm_interrupt() {
+    INTERRUPTED.store(false, Ordering::SeqCst);
+}
+
+/// Reads the answer to a y/N question from the terminal: `None` when Ctrl-C was pressed
+/// (since [`arm_interrupt`]) or stdin failed before a line came. Blocking; call from a
+/// blocking thread.
+pub(crate) fn read_answer() -> Option<String> {
+    use nix::poll::{PollFd, PollFlags, poll};
+    let stdin = std::io::stdin();
+    loop {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, 100u16) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => break,
+            Err(_) => return None,
+        }
+    }
+    // A terminal in canonical mode hands over one whole line per read.
+    let mut buf = [0u8; 256];
+    let n = stdin.lock().read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
 
 /// Entries kept in the history file.
 const HISTORY_SIZE: usize = 10_000;
@@ -128,7 +163,8 @@ impl Prompt for ShellPrompt {
 }
 
 /// Keeps SIGINT and SIGQUIT (sent by the terminal to the whole foreground group) from
-/// killing `warden shell`, and passes SIGTERM and SIGHUP on to bash. Dropping the handle
+/// killing `warden shell` (SIGINT answers a pending y/N question with no), and passes
+/// SIGTERM and SIGHUP on to bash. Dropping the handle
 /// stops the forwarding.
 pub(crate) fn guard_signals(bash: Option<u32>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -142,7 +178,10 @@ pub(crate) fn guard_signals(bash: Option<u32>) -> tokio::task::JoinHandle<()> {
         };
         loop {
             let forward = tokio::select! {
-                _ = int.recv() => None,
+                _ = int.recv() => {
+                    INTERRUPTED.store(true, Ordering::SeqCst);
+                    None
+                }
                 _ = quit.recv() => None,
                 _ = term.recv() => Some(nix::sys::signal::Signal::SIGTERM),
                 _ = hup.recv() => Some(nix::sys::signal::Signal::SIGHUP),
