@@ -462,7 +462,7 @@ async fn works_as_a_login_shell() {
 }
 
 /// The prompt, cd/export persisting between lines, Ctrl-C dropping a typed line and
-/// interrupting a running command, `$?`, Ctrl-D, and the history kept across two runs.
+/// interrupting a running command (and the rest of its line), `$?`, Ctrl-D, and the history kept across two runs.
 #[tokio::test]
 async fn interactive_shell_on_a_terminal() {
     let db = TestDb::sqlite().await;
@@ -488,10 +488,12 @@ async fn interactive_shell_on_a_terminal() {
             ["expect", "$ "],
             [
                 "send",
-                "sh -c 'echo sl''eeping; exec sleep 60'; echo \"int=$?\"\r"
+                "sh -c 'echo sl''eeping; exec sleep 60'; echo \"rest-$((6*7))\"\r"
             ],
             ["expect", "sleeping"],
             ["send", "\x03"],
+            ["expect", "[130] warden:"],
+            ["send", "echo \"int=$?\"\r"],
             ["expect", "int=130"],
             ["expect", "$ "],
             ["send", "echo hist-$((40+2)); false\r"],
@@ -507,6 +509,10 @@ async fn interactive_shell_on_a_terminal() {
         run.output
     );
     assert!(!marker.exists(), "a line cancelled with Ctrl-C ran");
+    assert!(
+        !run.output.contains("rest-42"),
+        "Ctrl-C kept the rest of the line"
+    );
     let kept = std::fs::read_to_string(&history).unwrap();
     assert!(kept.contains("echo hist-$((40+2)); false"), "{kept}");
     assert!(
@@ -558,11 +564,10 @@ async fn approval_at_the_prompt_asks_and_records_the_answer() {
             ["send", "y\r"],
             ["expect", "ran-yes"],
             ["expect", "$ "],
-            ["send", "npm publish interrupted; echo \"ctrl-c=$?\"\r"],
+            ["send", "npm publish interrupted; echo \"rest-$((6*7))\"\r"],
             ["expect", "Proceed? [y/N] "],
             ["send", "\x03"],
-            ["expect", "ctrl-c=126"],
-            ["expect", "$ "],
+            ["expect", "[130] warden:"],
             ["send", "npm publish no\r"],
             ["expect", "Proceed? [y/N] "],
             ["send", "\r"],
@@ -577,7 +582,9 @@ async fn approval_at_the_prompt_asks_and_records_the_answer() {
         run.output
     );
     assert!(!run.output.contains("ran-no"), "{}", run.output);
+    // Ctrl-C declines, and drops the rest of the line as bash does.
     assert!(!run.output.contains("ran-interrupted"), "{}", run.output);
+    assert!(!run.output.contains("rest-42"), "{}", run.output);
     assert!(
         run.output.contains("declined at the prompt"),
         "{}",

@@ -78,6 +78,10 @@ __warden_check() {
         __warden_next | '__warden_ret "$__warden_status"' | 'eval "$__warden_line"' | '__warden_status=$?' | 'exit "$__warden_status"')
             [[ ${BASH_SOURCE[1]-} == "${__WARDEN_SHELL_LOOP-}" ]] && return 0 ;;
     esac
+    # Ctrl-C was pressed during this typed line: drop the rest of it.
+    if [[ -n ${__warden_interrupted-} ]]; then
+        return 130
+    fi
     # Entering a function runs the trap again for the call just allowed, with the
     # function's name on top of FUNCNAME: let that one through, once.
     if [[ $BASH_COMMAND == "${__warden_last_command-}" && ${#FUNCNAME[@]} -eq $((${__warden_last_depth:-0} + 1)) && ${BASH_COMMAND%%[[:space:]]*} == "${FUNCNAME[1]-}" ]]; then
@@ -110,6 +114,10 @@ __warden_next() {
     local -
     set +eux
     local fd verdict=''
+    if [[ -n ${__warden_interrupted-} ]]; then
+        __warden_status=130
+        __warden_interrupted=
+    fi
     { exec {fd}<>"/dev/tcp/$__warden_host/$__warden_port"; } 2>/dev/null || return 1
     printf 'next\0%s\0%s\0%s\0' "$__warden_token" "$PWD" "$__warden_status" >&"$fd"
     IFS= read -r verdict <&"$fd"
@@ -128,10 +136,11 @@ readonly -f __warden_check __warden_refuse __warden_refused __warden_next __ward
 readonly BASH_ENV __WARDEN_SHELL_HOOK __WARDEN_SHELL_LOOP
 if [[ $0 == "${__WARDEN_SHELL_LOOP-}" ]]; then
     # The interactive loop: typed lines may use aliases; Ctrl-C interrupts the running
-    # command and not this bash (trapped, so commands get the default disposition).
+    # command and not this bash (trapped, so commands get the default disposition), and
+    # as in an interactive bash the rest of the line is dropped, with status 130.
     __warden_status=0
     shopt -s expand_aliases
-    trap ':' INT
+    trap '__warden_interrupted=1' INT
 fi
 set -o functrace
 trap '__warden_check' DEBUG
