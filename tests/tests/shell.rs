@@ -40,6 +40,12 @@ fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// A harmless `npm` (prints `ran-ARG2`) in `dir`, for commands that need approval.
+fn fake_npm(dir: &Path) -> String {
+    write_script(dir, "npm", "#!/bin/sh\necho \"ran-$2\"\n");
+    format!("PATH={}:$PATH", dir.display())
+}
+
 fn with_policy(dir: &Path) -> Vec<String> {
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
@@ -246,6 +252,12 @@ async fn denied_commands_in_scripts_do_not_run_and_fail_with_126() {
     );
     let out = shell(&addr, &["-c", &line]);
     assert_eq!(text(&out.stdout), "a=126\nb=126\n");
+    // A refused call of a user function does not run it either.
+    let out = shell(
+        &addr,
+        &["-c", "touch() { echo function-ran; }; touch x; echo done"],
+    );
+    assert_eq!(text(&out.stdout), "done\n");
     assert!(!marker.exists());
     assert!(
         !out_file.exists(),
@@ -265,8 +277,8 @@ async fn approval_in_a_script_is_refused_without_wait_approval() {
             .map(String::as_str)
             .collect::<Vec<_>>(),
     );
-    let line = "npm() { echo published; }; npm publish; echo \"st=$?\"";
-    let out = shell(&daemon.addr.to_string(), &["-c", line]);
+    let line = format!("{}; npm publish now; echo \"st=$?\"", fake_npm(dir.path()));
+    let out = shell(&daemon.addr.to_string(), &["-c", &line]);
     assert_eq!(text(&out.stdout), "st=126\n");
     let err = text(&out.stderr);
     assert!(
@@ -316,9 +328,12 @@ async fn wait_approval_runs_the_command_once_approved() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
-    let line = "npm() { echo \"ran $2\"; }; npm publish $0; echo \"st=$?\"";
+    let line = format!(
+        "{}; npm publish \"$0\"; echo \"st=$?\"",
+        fake_npm(dir.path())
+    );
     let spawn = |name: &str| {
-        shell_cmd(&addr, &["--wait-approval=30s", "-c", line, name])
+        shell_cmd(&addr, &["--wait-approval=30s", "-c", &line, name])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -331,7 +346,7 @@ async fn wait_approval_runs_the_command_once_approved() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         text(&out.stdout),
-        "ran first\nst=0\n",
+        "ran-first\nst=0\n",
         "{}",
         text(&out.stderr)
     );
@@ -557,7 +572,7 @@ async fn approval_at_the_prompt_asks_and_records_the_answer() {
         &["--history", history.to_str().unwrap()],
         serde_json::json!([
             ["expect", "$ "],
-            ["send", "npm() { echo \"ran-$2\"; }\r"],
+            ["send", format!("export {}\r", fake_npm(dir.path()))],
             ["expect", "$ "],
             ["send", "npm publish yes\r"],
             ["expect", "Proceed? [y/N] "],

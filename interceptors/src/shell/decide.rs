@@ -225,15 +225,25 @@ async fn prompt(
     }
 }
 
-/// Commands that would switch the checking off: the hook's names, the DEBUG trap,
-/// functrace, and starting a program without BASH_ENV (`env -i`, `env -u BASH_ENV`,
-/// `exec -c`). A text test, so it stops the plain forms only (see docs/SHELL.md).
+/// Commands that would switch the checking off: the hook's names and files, BASH_ENV,
+/// the DEBUG trap, functrace, and starting a program with a cleared environment
+/// (`env -i`, `exec -c`). A text test, so it stops the plain forms only (see docs/SHELL.md).
 fn tampers(command: &str) -> bool {
     let lower = command.to_ascii_lowercase();
     let words: Vec<&str> = lower.split_whitespace().collect();
     let has = |w: &str| words.contains(&w);
-    lower.contains("__warden")
-        || lower.contains("functrace")
+    // The hook's names, its variables and its files (written read-only, but the same
+    // user could make them writable again).
+    [
+        "__warden",
+        "bash_env",
+        "warden-shell-",
+        "hook.bash",
+        "loop.bash",
+        "functrace",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
         || (has("trap") && lower.contains("debug"))
         || words
             .windows(2)
@@ -286,7 +296,8 @@ mod tests {
         assert!(tampers("env -u BASH_ENV bash x.sh"));
         assert!(tampers("env -i bash x.sh"));
         assert!(tampers("exec -c bash"));
-        assert!(!tampers("echo $BASH_ENV"));
+        assert!(tampers("echo 'trap - DEBUG' >> $BASH_ENV"));
+        assert!(tampers("chmod u+w /tmp/warden-shell-1-ab/hook.bash"));
         assert!(!tampers("env | grep -i path"));
         assert!(!tampers("sh -c 'exec sleep 1'"));
         assert!(tampers("set +T"));

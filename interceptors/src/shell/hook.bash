@@ -11,8 +11,8 @@ IFS=: read -r __warden_host __warden_port __warden_token <<<"$__WARDEN_SHELL_HOO
 readonly __warden_host __warden_port __warden_token
 
 # A refused command. With extdebug, a DEBUG trap that fails skips the command, but bash
-# then reports $? = 0. So when the command word is a plain word and the command has no
-# output redirection, the command is instead pointed at a one-shot function of that name that
+# then reports $? = 0. So when the command word is a plain word, not a function, and the
+# command has no output redirection, it is pointed at a one-shot function of that name that
 # returns 126 (125: no decision): $?, `set -e`, `||` and `if` see a command that failed
 # with that status, exactly as bash would. Otherwise the command is skipped (nothing is
 # expanded, nothing runs).
@@ -36,12 +36,12 @@ __warden_refuse() {
     case $rest in
         *'>'* | *'<('*) return "$status" ;;
     esac
-    __warden_saved=
+    # A function of that name (the user's) is not shadowed: restoring it afterwards
+    # would mean eval'ing text a command could have changed. Skip the command instead.
     if declare -F -- "$name" >/dev/null; then
-        __warden_saved=$(declare -f -- "$name")
+        return "$status"
     fi
     __warden_pending=$name
-    # A read-only function of that name cannot be replaced: skip the command instead.
     eval "function $name { __warden_refused $status; }" 2>/dev/null || return "$status"
     # Its call enters the function: let that one trap through (see __warden_check).
     __warden_last_command=$BASH_COMMAND
@@ -49,14 +49,13 @@ __warden_refuse() {
     return 0
 }
 
-# The body of the one-shot function: restore what it replaced, fail with 126.
+# The body of the one-shot function: remove it, fail with the status. Called any other
+# way it at most removes the caller's function.
 __warden_refused() {
-    unset -f -- "$__warden_pending"
-    if [[ -n $__warden_saved ]]; then
-        eval "$__warden_saved"
+    if [[ -n ${__warden_pending-} && ${FUNCNAME[1]-} == "$__warden_pending" ]]; then
+        unset -f -- "$__warden_pending"
     fi
     __warden_pending=
-    __warden_saved=
     return "$1"
 }
 
@@ -89,6 +88,12 @@ __warden_check() {
         return 0
     fi
     __warden_last_command=
+    # A one-shot function whose call never came (expansion failed, Ctrl-C, or this is a
+    # command substitution in its arguments) must not answer for this command.
+    if [[ -n ${__warden_pending-} ]]; then
+        unset -f -- "$__warden_pending"
+        __warden_pending=
+    fi
     local fd verdict='' status=126 message=''
     if ! { exec {fd}<>"/dev/tcp/$__warden_host/$__warden_port"; } 2>/dev/null; then
         printf 'warden: refused: the warden shell that started this bash is gone; nothing was run\n' >&2

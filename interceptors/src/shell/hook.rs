@@ -71,6 +71,9 @@ impl PrivateDir {
         let dir = PrivateDir(dir);
         dir.write("hook.bash", HOOK)?;
         dir.write("loop.bash", LOOP)?;
+        // Read-only from here on: a command that wants to change the hook must first
+        // make it writable again, which the tamper guard and policy see.
+        set_mode(&dir.0, 0o500)?;
         Ok(dir)
     }
 
@@ -80,7 +83,7 @@ impl PrivateDir {
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(0o400)
             .open(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(io(format!("write {}", path.display())))
@@ -93,8 +96,15 @@ impl PrivateDir {
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
+        let _ = set_mode(&self.0, 0o700);
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ShellError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io(format!("chmod {}", path.display())))
 }
 
 /// A random hex token from the kernel's generator.
