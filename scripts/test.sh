@@ -45,6 +45,14 @@ ensure_postgres() {
 }
 
 ensure_postgres
+# tests/tests/shell.rs drives `warden shell` through a pty with tests/pty/drive.py
+# (Python standard library only).
+command -v python3 >/dev/null 2>&1 || {
+    echo "test.sh: installing python3 with apt (the pty driver of the shell tests)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3 >/dev/null
+}
 psql "$WARDEN_TEST_PG" -qtAc 'select 1' >/dev/null || {
     echo "test.sh: FAILED: cannot connect to $WARDEN_TEST_PG (trust auth for 127.0.0.1 expected)" >&2
     exit 1

@@ -125,7 +125,7 @@ async fn decide(
 /// Waits on the approval a decision created; once granted, asks again (the grant is
 /// bound to this exact action) and returns the new decision. Refusals and failures are
 /// reported here and returned as the exit code.
-async fn wait_for_approval(
+pub(crate) async fn wait_for_approval(
     client: &mut DaemonClient,
     action: &Action,
     decision: Decision,
@@ -185,7 +185,7 @@ async fn wait_for_approval(
 }
 
 /// The message for a decision that does not let the command run, or `None` to run it.
-fn refusal(d: &Decision) -> Option<String> {
+pub(crate) fn refusal(d: &Decision) -> Option<String> {
     let rules = if d.matched_rules.is_empty() {
         "policy default".to_string()
     } else {

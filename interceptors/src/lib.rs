@@ -5,6 +5,7 @@
 mod admin;
 mod client;
 mod exec;
+mod shell;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,9 @@ pub struct Cli {
 pub enum Command {
     /// Evaluate a command, then run it with the same argv, stdio and environment.
     Exec(exec::ExecArgs),
+    /// An interactive shell and script runner (bash semantics) that asks wardend before
+    /// every command: `warden shell`, `warden shell -c CMD`, `warden shell SCRIPT ARGS…`.
+    Shell(shell::ShellArgs),
     /// List, approve or deny approval requests.
     #[command(subcommand)]
     Approvals(admin::ApprovalsCommand),
@@ -49,6 +53,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Exec(args) => exec::run(args).await,
+        Command::Shell(args) => shell::run(args).await,
         Command::Approvals(cmd) => admin::approvals(cmd).await,
         Command::BreakGlass(args) => admin::break_glass(args).await,
         Command::Budgets(cmd) => admin::budgets(cmd).await,

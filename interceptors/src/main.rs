@@ -4,7 +4,7 @@ use clap::Parser;
 use warden_interceptors::{Cli, run};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(login_shell_args(std::env::args_os().collect()));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
@@ -27,4 +27,18 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Started as `warden-shell` (a symlink, for /etc/shells and chsh; login(1) prefixes a
+/// `-`), `warden` is `warden shell`: `-warden-shell`, `warden-shell -c CMD`, ….
+fn login_shell_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let name = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .map(|n| n.trim_start_matches('-').to_string());
+    if name.as_deref() == Some("warden-shell") {
+        args.insert(1, "shell".into());
+    }
+    args
 }

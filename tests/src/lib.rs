@@ -327,4 +327,5 @@ pub async fn store(db: &TestDb) -> warden_server::store::Store {
     store
 }
 
+pub mod pty;
 pub mod raw;
