@@ -183,7 +183,10 @@ pub(super) fn scan_quietly(w: &mut Walker<'_>, what: &str, text: &str, depth: us
         {
             w.out.fact(
                 "listener",
-                format!("{what} sets up a server that listens on the network: {}", line.trim()),
+                format!(
+                    "{what} sets up a server that listens on the network: {}",
+                    line.trim()
+                ),
             );
         }
         if [
