@@ -784,12 +784,27 @@ fn argument(w: &mut Walker<'_>, program: &str, a: &str, next: Option<&String>, d
         );
     }
     // `--opt=value` / `key=value` where the name says the value is a command.
-    if let Some((key, value)) = a.split_once('=') {
+    // Text a program only prints is data; it matters if it flows into a shell, which
+    // the pipeline follows.
+    let prints = matches!(program, "echo" | "printf");
+    if let Some((key, value)) = a.split_once('=')
+        && !prints
+        && is_option_name(key)
+    {
         let key = key.trim_start_matches('-').to_ascii_lowercase();
         if COMMAND_OPTION_WORDS.iter().any(|k| key.contains(k)) && !value.is_empty() {
             command_value(w, program, &key, value, depth);
         }
+    } else if a.starts_with('-')
+        && !prints
+        && !READERS.contains(&program)
+        && let Some(value) = next
+        && runs_a_shell(value)
+    {
+        // `zip -TT 'sh #'`, `rsync -e 'sh -c …'`: a short option given a shell to run.
+        command_value(w, program, a.trim_start_matches('-'), value, depth);
     } else if a.starts_with("--")
+        && !prints
         && let Some(value) = next
     {
         let key = a.trim_start_matches('-').to_ascii_lowercase();
@@ -797,6 +812,26 @@ fn argument(w: &mut Walker<'_>, program: &str, a: &str, next: Option<&String>, d
             command_value(w, program, &key, value, depth);
         }
     }
+}
+
+/// `--opt`, `key`, `core.pager`, `Dpkg::Pre-Invoke`: a name, not a phrase.
+fn is_option_name(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+}
+
+/// A value that is a shell, or a shell with options (`sh`, `bash -c '…'`, `sh #`).
+fn runs_a_shell(value: &str) -> bool {
+    let mut words = value.split_whitespace();
+    let Some(first) = words.next() else {
+        return false;
+    };
+    is_shell(&base(first))
+        && words
+            .next()
+            .is_none_or(|w| w.starts_with('-') || w.starts_with('#'))
 }
 
 /// A value some option or variable will run as a command.
@@ -873,6 +908,8 @@ fn mentioned_path(w: &mut Walker<'_>, program: &str, p: &str) {
         );
     }
     match class {
+        // Listing a key's name or size reads nothing secret.
+        Class::Secret if METADATA_READERS.contains(&program) => {}
         Class::Secret => w.out.fact(
             "reads_secret_file",
             format!("{program} reads {p}, {}", class.describe()),

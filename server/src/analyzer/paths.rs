@@ -68,6 +68,17 @@ const HOME_SECRETS: &[&str] = &[
     ".config/hub",
     ".terraform.d/credentials.tfrc.json",
 ];
+/// Directories that, taken whole (archived, copied, sent), carry keys or credentials.
+const HOME_SECRET_WHOLE_DIRS: &[&str] = &[
+    ".ssh",
+    ".aws",
+    ".kube",
+    ".docker",
+    ".gnupg",
+    ".azure",
+    ".config/gcloud",
+    ".password-store",
+];
 const HOME_SECRET_DIRS: &[&str] = &[
     ".gnupg/",
     ".password-store/",
@@ -194,14 +205,23 @@ pub(super) fn classify(path: &str) -> Option<Class> {
     }
     if let Some(rest) = in_home(p) {
         let rest = rest.trim_start_matches("./");
-        if is_private_key(rest) || HOME_SECRETS.contains(&rest) {
+        let whole = rest.trim_end_matches('/');
+        if is_private_key(rest)
+            || HOME_SECRETS.contains(&rest)
+            || HOME_SECRET_WHOLE_DIRS.contains(&whole)
+        {
             return Some(Class::Secret);
         }
-        if HOME_SECRET_DIRS.iter().any(|d| rest.starts_with(d)) {
+        if HOME_SECRET_DIRS
+            .iter()
+            .any(|d| rest.starts_with(d) || rest == d.trim_end_matches('/'))
+        {
             return Some(Class::Secret);
         }
         if HOME_PERSISTENCE.contains(&rest)
-            || HOME_PERSISTENCE_DIRS.iter().any(|d| rest.starts_with(d))
+            || HOME_PERSISTENCE_DIRS
+                .iter()
+                .any(|d| rest.starts_with(d) || rest == d.trim_end_matches('/'))
         {
             return Some(Class::Persistence);
         }
