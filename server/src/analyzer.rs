@@ -56,6 +56,7 @@ pub const FACT_NAMES: &[&str] = &[
     "upload",
     "download",
     "reverse_shell",
+    "data_in_hostname",
     // Privilege and destruction.
     "privilege_escalation",
     "library_preload",

@@ -203,6 +203,21 @@ impl Store {
         }
     }
 
+    /// Runs a `DELETE … WHERE column < $1` with `before_us`; returns the rows deleted.
+    pub(crate) async fn delete_before(
+        &self,
+        sql: &'static str,
+        before_us: i64,
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, sql, |pool, q| {
+            Ok(sqlx::query(q)
+                .bind(before_us)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         if let Some(pool) = &self.sqlite_deferred {

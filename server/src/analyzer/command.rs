@@ -11,6 +11,23 @@ use super::code;
 use super::paths::{self, Class};
 use super::walk::{Flow, Walker};
 
+/// Stands in for the output of a `$(…)` that is only known when it runs.
+pub(super) const UNKNOWN_OUTPUT: &str = "$(…)";
+
+/// Programs that resolve names, and so send a host name out through DNS.
+const DNS_TOOLS: &[&str] = &[
+    "nslookup",
+    "dig",
+    "host",
+    "drill",
+    "ping",
+    "ping6",
+    "getent",
+    "resolvectl",
+    "traceroute",
+    "tracepath",
+];
+
 /// A simple command after word expansion.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Simple {
@@ -1002,6 +1019,14 @@ fn destination(w: &mut Walker<'_>, program: &str, host: &str) {
         return;
     }
     w.out.facts.insert("network");
+    if host.contains(UNKNOWN_OUTPUT) {
+        w.out.fact(
+            "data_in_hostname",
+            format!(
+                "{program} sends the output of a command to the network inside a host name ({host})"
+            ),
+        );
+    }
     if is_ip(&host) && !is_loopback(&host) {
         w.out.fact(
             "bare_ip",
@@ -1025,8 +1050,10 @@ fn is_loopback(h: &str) -> bool {
 fn url_host(arg: &str) -> Option<String> {
     let start = arg.find("://")?;
     let scheme_start = arg[..start]
-        .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '-' && c != '.')
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !c.is_ascii_alphanumeric() && !"+-.".contains(*c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let scheme = arg[scheme_start..start].to_ascii_lowercase();
     if scheme.is_empty() || scheme == "file" {
         return None;
@@ -1163,6 +1190,13 @@ fn behaviour(w: &mut Walker<'_>, name: &str, args: &[String], depth: usize, stdi
     {
         interpreter(w, name, inline, args, depth, stdin);
         return Flow::default();
+    }
+    if DNS_TOOLS.contains(&name)
+        && let Some(h) = args
+            .iter()
+            .find(|a| !a.starts_with('-') && a.contains(UNKNOWN_OUTPUT))
+    {
+        destination(w, name, h);
     }
     if NETWORK_TOOLS.contains(&name) {
         network_tool(w, name, args, depth);

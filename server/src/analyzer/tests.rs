@@ -11,37 +11,24 @@ fn has(line: &str, fact: &str) -> bool {
     analyze(line).facts.contains(fact)
 }
 
-/// Facts that make the default policy refuse or ask; none may appear for everyday work.
-const ALARMS: &[&str] = &[
-    "shell_escape",
-    "interactive_shell",
-    "code_spawns_process",
-    "code_network",
-    "hook_command",
-    "decoded_payload",
-    "unparseable",
-    "reads_secret_file",
-    "writes_persistence",
-    "writes_system_path",
-    "deletes_system_path",
-    "permission_change_system",
-    "log_tampering",
-    "bare_ip",
-    "raw_socket",
-    "listener",
-    "reverse_shell",
-    "privilege_escalation",
-    "library_preload",
-    "account_change",
-    "destructive",
-    "download_piped_to_interpreter",
-];
-
+/// The facts behind a refusal or a question under the built-in default policy: empty
+/// when the command is allowed.
 fn alarms(line: &str) -> Vec<&'static str> {
-    facts(line)
-        .into_iter()
-        .filter(|f| ALARMS.contains(f))
-        .collect()
+    static POLICY: std::sync::LazyLock<crate::policy::Policy> = std::sync::LazyLock::new(|| {
+        crate::policy::Policy::builtin_default().expect("default policy")
+    });
+    let policy = &*POLICY;
+    let action = warden_proto::v1::Action {
+        channel: "shell".into(),
+        command_line: line.into(),
+        ..Default::default()
+    };
+    let normalized = crate::normalize::normalize(Some(&action)).expect("normalize");
+    if policy.evaluate(&normalized).verdict == crate::policy::Verdict::Allow {
+        Vec::new()
+    } else {
+        facts(line)
+    }
 }
 
 #[test]
@@ -240,6 +227,21 @@ fn bad_input_is_a_fact_not_a_crash() {
         &"(".repeat(5000),
         &"$(".repeat(2000),
         &"a | ".repeat(10_000),
+        &format!("{}{}", "if true; then ".repeat(3000), "fi; ".repeat(3000)),
+        &format!(
+            "{}{}",
+            "while true; do ".repeat(3000),
+            "done; ".repeat(3000)
+        ),
+        &"f() { ".repeat(3000),
+        // Found by the fuzzer: a multi-byte character right before `://`.
+        "curl(-<<sSf ht\u{8a}ps://ap\u{f9}\u{ff}i/rust-lang/rust | jq .st\u{ff}",
+        "x\u{e9}://host/",
+        // Found by the fuzzer: unbalanced parentheses made the parser backtrack for
+        // seconds.
+        &format!("wa\n\n\n{}", "(".repeat(40)),
+        // Found by the fuzzer: brush-parser panics on an overflowing descriptor number.
+        "enchrootv | + <>>d 22222222222222222222> <>>>",
     ] {
         // A panic here fails the test; the answer must also come back bounded.
         let a = analyze(line);

@@ -38,10 +38,44 @@ impl Flow {
 
 /// Deepest bracket nesting handed to the parser, which recurses once per level.
 const MAX_NESTING: usize = 48;
+/// Deepest nesting of `(` handed to the parser: each level is tried both as a subshell
+/// and as arithmetic, so the work doubles per level (the fuzzer found 30 levels taking
+/// seconds).
+const MAX_PAREN_NESTING: usize = 12;
 
-/// The deepest nesting of `(`, `{` and `[` outside single quotes.
-fn nesting(text: &str) -> usize {
+/// `99999999999>file`: brush-parser 0.4 panics on a descriptor number that overflows.
+fn huge_fd_number(text: &str) -> bool {
+    let mut run = 0;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run += 1;
+        } else {
+            if run >= 10 && (c == '<' || c == '>') {
+                return true;
+            }
+            run = 0;
+        }
+    }
+    false
+}
+
+/// The deepest nesting of brackets (`(`, `{`, `[`) and compound commands (`if`, `for`,
+/// `while`, `until`, `case`, `select` … `fi`/`done`/`esac`) outside single quotes.
+fn nesting(text: &str) -> (usize, usize) {
     let (mut depth, mut max, mut quoted, mut escaped) = (0usize, 0usize, false, false);
+    let (mut parens, mut max_parens) = (0usize, 0usize);
+    let mut word = String::new();
+    let close_word = |word: &mut String, depth: &mut usize, max: &mut usize| {
+        match word.as_str() {
+            "if" | "for" | "while" | "until" | "case" | "select" => {
+                *depth += 1;
+                *max = (*max).max(*depth);
+            }
+            "fi" | "done" | "esac" => *depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        word.clear();
+    };
     for c in text.chars() {
         if escaped {
             escaped = false;
@@ -50,15 +84,32 @@ fn nesting(text: &str) -> usize {
         match c {
             '\\' if !quoted => escaped = true,
             '\'' => quoted = !quoted,
-            '(' | '{' | '[' if !quoted => {
+            _ if quoted => {}
+            '(' | '{' | '[' => {
+                close_word(&mut word, &mut depth, &mut max);
                 depth += 1;
                 max = max.max(depth);
+                if c == '(' {
+                    parens += 1;
+                    max_parens = max_parens.max(parens);
+                }
             }
-            ')' | '}' | ']' if !quoted => depth = depth.saturating_sub(1),
+            ')' | '}' | ']' => {
+                close_word(&mut word, &mut depth, &mut max);
+                depth = depth.saturating_sub(1);
+                if c == ')' {
+                    parens = parens.saturating_sub(1);
+                }
+            }
+            c if c.is_whitespace() || c == ';' || c == '&' || c == '|' => {
+                close_word(&mut word, &mut depth, &mut max);
+            }
+            c if word.len() < 8 => word.push(c),
             _ => {}
         }
     }
-    max
+    close_word(&mut word, &mut depth, &mut max);
+    (max, max_parens)
 }
 
 pub(crate) struct Walker<'a> {
@@ -104,17 +155,34 @@ impl<'a> Walker<'a> {
             );
             return Flow::default();
         }
-        if nesting(text) > MAX_NESTING {
+        let (all, parens) = nesting(text);
+        if all > MAX_NESTING || parens > MAX_PAREN_NESTING {
             self.out.fact(
                 "unparseable",
-                format!("the command nests brackets more than {MAX_NESTING} deep"),
+                format!(
+                    "the command nests brackets more than {MAX_NESTING} deep (or parentheses more than {MAX_PAREN_NESTING})"
+                ),
             );
             self.fallback(text, depth);
             return Flow::default();
         }
-        let parsed = uncached_tokenize_str(text, &self.options.tokenizer_options())
-            .map_err(|e| e.to_string())
-            .and_then(|tokens| parse_tokens(&tokens, &self.options).map_err(|e| e.to_string()));
+        if huge_fd_number(text) {
+            self.out.fact(
+                "unparseable",
+                "the command redirects a file descriptor number too large to exist",
+            );
+            self.fallback(text, depth);
+            return Flow::default();
+        }
+        // The parser is third-party code: a panic inside it (the fuzzer found one) is a
+        // line that cannot be parsed, not a failed request.
+        let options = &self.options;
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            uncached_tokenize_str(text, &options.tokenizer_options())
+                .map_err(|e| e.to_string())
+                .and_then(|tokens| parse_tokens(&tokens, options).map_err(|e| e.to_string()))
+        }))
+        .unwrap_or_else(|_| Err("the parser failed on this input".into()));
         match parsed {
             Ok(program) => {
                 let mut last = Flow::default();
@@ -427,9 +495,12 @@ impl<'a> Walker<'a> {
 
     /// Expands one word as far as is possible without running anything.
     pub(super) fn expand(&mut self, w: &str, depth: usize) -> String {
-        match word::parse(w, &self.options) {
-            Ok(pieces) => self.pieces(&pieces, depth),
-            Err(_) => brush_parser::unquote_str(w),
+        let options = &self.options;
+        let parsed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| word::parse(w, options)));
+        match parsed {
+            Ok(Ok(pieces)) => self.pieces(&pieces, depth),
+            _ => brush_parser::unquote_str(w),
         }
     }
 
@@ -457,8 +528,11 @@ impl<'a> Walker<'a> {
                 }
                 WordPiece::CommandSubstitution(s) | WordPiece::BackquotedCommandSubstitution(s) => {
                     let flow = self.script(s, depth + 1);
-                    if let Some(text) = flow.text {
-                        out.push_str(text.trim_end_matches('\n'));
+                    match flow.text {
+                        Some(text) => out.push_str(text.trim_end_matches('\n')),
+                        // Output not known until it runs: a marker, so that where it
+                        // goes (a host name, a file name) can still be seen.
+                        None => out.push_str(super::command::UNKNOWN_OUTPUT),
                     }
                 }
                 WordPiece::EscapeSequence(s) => out.push_str(s.strip_prefix('\\').unwrap_or(s)),

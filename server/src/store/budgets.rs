@@ -519,13 +519,7 @@ impl Store {
 
     /// Deletes usage history older than `before_us`; returns how many rows went.
     pub async fn usage_prune(&self, before_us: i64) -> Result<u64, StoreError> {
-        let sql = "DELETE FROM usage_history WHERE time_us < $1";
-        super::on_backend!(self, sql, |pool, q| {
-            Ok(sqlx::query(q)
-                .bind(before_us)
-                .execute(pool)
-                .await?
-                .rows_affected())
-        })
+        self.delete_before("DELETE FROM usage_history WHERE time_us < $1", before_us)
+            .await
     }
 }

@@ -139,14 +139,8 @@ impl Store {
     /// Deletes buckets that were full before `before_us`: a missing row is a full
     /// bucket, so this changes no decision.
     pub async fn rate_buckets_prune(&self, before_us: i64) -> Result<u64, StoreError> {
-        let sql = "DELETE FROM rate_buckets WHERE tat_us < $1";
-        super::on_backend!(self, sql, |pool, q| {
-            Ok(sqlx::query(q)
-                .bind(before_us)
-                .execute(pool)
-                .await?
-                .rows_affected())
-        })
+        self.delete_before("DELETE FROM rate_buckets WHERE tat_us < $1", before_us)
+            .await
     }
 
     /// A bucket's TAT as stored (0, a full bucket, when it has no row).
