@@ -242,12 +242,20 @@ fn bad_input_is_a_fact_not_a_crash() {
         &format!("wa\n\n\n{}", "(".repeat(40)),
         // Found by the fuzzer: brush-parser panics on an overflowing descriptor number.
         "enchrootv | + <>>d 22222222222222222222> <>>>",
+        // Found by the fuzzer: a here-doc without a delimiter word exhausted memory.
+        "wiw1kc.\u{0}<<\r<<\u{0}\r\u{0}\u{0}kc.pe -a de -a dev/-a ",
+        "cat <<\r\nx\n",
     ] {
         // A panic here fails the test; the answer must also come back bounded.
         let a = analyze(line);
         assert!(a.notes.len() <= 32 && a.hosts.len() <= 64, "{line:.40}");
     }
     assert!(has(&"$(".repeat(2000), "unparseable"));
+    assert!(has("cat <<\r\nx\n", "unparseable"));
+    // Here-docs and here-strings that are fine stay fine.
+    assert!(!has("cat <<-'EOF'\nhi\nEOF", "unparseable"));
+    assert!(!has("cat <<< \"hi\"", "unparseable"));
+    assert!(!has("cat << EOF\nhi\nEOF", "unparseable"));
     assert!(has("echo 'unterminated", "unparseable"));
     assert!(has(&"x".repeat(100_000), "unparseable"));
 }

@@ -43,6 +43,39 @@ const MAX_NESTING: usize = 48;
 /// seconds).
 const MAX_PAREN_NESTING: usize = 12;
 
+/// Input the tokenizer must not see: control characters no shell command contains
+/// (NUL cannot even reach a program's argv), and here-docs without a delimiter word,
+/// on which the fuzzer made brush-parser 0.4's tokenizer allocate without bound.
+fn hostile_to_parser(text: &str) -> Option<&'static str> {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    {
+        return Some("the command contains control characters");
+    }
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("<<") {
+        let start = i + at + 2;
+        i = start;
+        if bytes.get(start) == Some(&b'<') {
+            i += 1; // `<<<`: a here-string.
+            continue;
+        }
+        let rest = text[start..]
+            .trim_start_matches('-')
+            .trim_start_matches([' ', '\t']);
+        let ok = rest
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || "_'\"\\".contains(c));
+        if !ok {
+            return Some("a here-document has no delimiter word");
+        }
+    }
+    None
+}
+
 /// `99999999999>file`: brush-parser 0.4 panics on a descriptor number that overflows.
 fn huge_fd_number(text: &str) -> bool {
     let mut run = 0;
@@ -163,6 +196,11 @@ impl<'a> Walker<'a> {
                     "the command nests brackets more than {MAX_NESTING} deep (or parentheses more than {MAX_PAREN_NESTING})"
                 ),
             );
+            self.fallback(text, depth);
+            return Flow::default();
+        }
+        if let Some(why) = hostile_to_parser(text) {
+            self.out.fact("unparseable", why);
             self.fallback(text, depth);
             return Flow::default();
         }
