@@ -245,6 +245,8 @@ fn bad_input_is_a_fact_not_a_crash() {
         // Found by the fuzzer: a here-doc without a delimiter word exhausted memory.
         "wiw1kc.\u{0}<<\r<<\u{0}\r\u{0}\u{0}kc.pe -a de -a dev/-a ",
         "cat <<\r\nx\n",
+        // Found by the fuzzer: empty quoted here-doc delimiters made the tokenizer spin.
+        "rs==nmm cciq& << '' << '\u{a7}n'''''jqjq& << '' << '\u{a7}n'''''jq& ",
     ] {
         // A panic here fails the test; the answer must also come back bounded.
         let a = analyze(line);
@@ -252,6 +254,8 @@ fn bad_input_is_a_fact_not_a_crash() {
     }
     assert!(has(&"$(".repeat(2000), "unparseable"));
     assert!(has("cat <<\r\nx\n", "unparseable"));
+    assert!(has("cat << ''\nx\n", "unparseable"));
+    assert!(has(&"cat <<E\nE\n".repeat(40), "unparseable"));
     // Here-docs and here-strings that are fine stay fine.
     assert!(!has("cat <<-'EOF'\nhi\nEOF", "unparseable"));
     assert!(!has("cat <<< \"hi\"", "unparseable"));

@@ -53,7 +53,9 @@ fn hostile_to_parser(text: &str) -> Option<&'static str> {
     {
         return Some("the command contains control characters");
     }
+    const MAX_HEREDOCS: usize = 32;
     let bytes = text.as_bytes();
+    let mut heredocs = 0;
     let mut i = 0;
     while let Some(at) = text[i..].find("<<") {
         let start = i + at + 2;
@@ -68,9 +70,16 @@ fn hostile_to_parser(text: &str) -> Option<&'static str> {
         let ok = rest
             .chars()
             .next()
-            .is_some_and(|c| c.is_alphanumeric() || "_'\"\\".contains(c));
+            .is_some_and(|c| c.is_alphanumeric() || "_'\"\\".contains(c))
+            // An empty quoted delimiter (`<< ''`) made the tokenizer spin (fuzzer).
+            && !rest.starts_with("''")
+            && !rest.starts_with("\"\"");
         if !ok {
             return Some("a here-document has no delimiter word");
+        }
+        heredocs += 1;
+        if heredocs > MAX_HEREDOCS {
+            return Some("the command opens too many here-documents");
         }
     }
     None
