@@ -301,12 +301,12 @@ impl Policy {
         zone: Zone,
         session_tags: &BTreeSet<String>,
     ) -> Vec<usize> {
-        self.budgets
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.conditions.matches(s, zone, session_tags))
-            .map(|(i, _)| i)
-            .collect()
+        matching(
+            self.budgets.iter().map(|b| &b.conditions),
+            s,
+            zone,
+            session_tags,
+        )
     }
 
     /// Every rate limit, in policy order.
@@ -322,12 +322,12 @@ impl Policy {
         zone: Zone,
         session_tags: &BTreeSet<String>,
     ) -> Vec<usize> {
-        self.rate_limits
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.conditions.matches(s, zone, session_tags))
-            .map(|(i, _)| i)
-            .collect()
+        matching(
+            self.rate_limits.iter().map(|r| &r.conditions),
+            s,
+            zone,
+            session_tags,
+        )
     }
 
     /// The price of `model` from the price table (first matching line).
@@ -494,6 +494,20 @@ impl Policy {
         let subject = self.context(action, SelfGuard::builtin());
         self.decide(&subject, Zone::Safe, &BTreeSet::new())
     }
+}
+
+/// Indices of the conditions that hold for an action (budgets' and rate limits' `match`).
+fn matching<'c>(
+    conditions: impl Iterator<Item = &'c Conditions>,
+    s: &Subject<'_>,
+    zone: Zone,
+    session_tags: &BTreeSet<String>,
+) -> Vec<usize> {
+    conditions
+        .enumerate()
+        .filter(|(_, c)| c.matches(s, zone, session_tags))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// A rule's reason, followed for rules that matched on command facts by what the

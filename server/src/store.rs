@@ -203,7 +203,7 @@ impl Store {
         }
     }
 
-    /// Runs a `DELETE … WHERE column < $1` with `before_us`; returns the rows deleted.
+    /// Runs a `DELETE … WHERE … column < $1` with `before_us`; returns the rows deleted.
     pub(crate) async fn delete_before(
         &self,
         sql: &'static str,

@@ -303,14 +303,11 @@ impl Store {
     /// Deletes delivered and failed alerts created before `before_us`. Pending alerts
     /// are never pruned. Returns how many were deleted.
     pub async fn alert_prune(&self, before_us: i64) -> Result<u64, StoreError> {
-        let sql = "DELETE FROM alert_outbox WHERE status <> 'pending' AND created_us < $1";
-        on_backend!(self, sql, |pool, q| {
-            Ok(sqlx::query(q)
-                .bind(before_us)
-                .execute(pool)
-                .await?
-                .rows_affected())
-        })
+        self.delete_before(
+            "DELETE FROM alert_outbox WHERE status <> 'pending' AND created_us < $1",
+            before_us,
+        )
+        .await
     }
 
     /// Alerts, oldest first, at most `limit`; only those in `status` when given.
