@@ -56,6 +56,16 @@ impl IdentityArgs {
     }
 }
 
+/// How waiting on an approval ended.
+pub(crate) enum Waited {
+    /// Asked again after the grant (or there was nothing to wait for): this decision.
+    Decided(Decision),
+    /// Denied, expired or still pending at the deadline: a refusal, with the reason.
+    NotGranted(String),
+    /// No answer could be had from the daemon.
+    Failed(String),
+}
+
 /// Why no decision was had.
 #[derive(Debug, thiserror::Error)]
 pub enum NoDecision {
@@ -80,7 +90,8 @@ impl NoDecision {
     }
 }
 
-/// A connected client with a per-call deadline.
+/// A connected client with a per-call deadline. Clones share one HTTP/2 connection.
+#[derive(Clone)]
 pub struct DaemonClient {
     inner: DecisionsClient<Channel>,
     channel: Channel,
@@ -110,6 +121,29 @@ impl DaemonClient {
             }
             Ok(Ok(channel)) => channel,
         };
+        Ok(DaemonClient {
+            inner: DecisionsClient::new(channel.clone()),
+            channel,
+            addr,
+            timeout,
+        })
+    }
+
+    /// A client that connects on first use and reconnects after failures: for
+    /// long-running interceptors (proxy, MCP gateway), which must start, and refuse
+    /// with a reason, while the daemon is down.
+    pub fn lazy(args: &IdentityArgs) -> Result<DaemonClient, NoDecision> {
+        let addr = args.url();
+        let timeout = Duration::from_millis(args.timeout_ms);
+        let channel = Endpoint::from_shared(addr.clone())
+            .map_err(|e| NoDecision::Unreachable {
+                addr: addr.clone(),
+                detail: format!("invalid address: {e}"),
+            })?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
         Ok(DaemonClient {
             inner: DecisionsClient::new(channel.clone()),
             channel,
@@ -195,6 +229,56 @@ impl DaemonClient {
             }
         }
         last.ok_or_else(|| NoDecision::Failed(format!("approval {id}: no state received")))
+    }
+
+    /// Waits on the approval a REQUIRE_APPROVAL decision created and, once granted, asks
+    /// again (the grant is bound to this exact action) and returns the new decision.
+    pub(crate) async fn await_approval(
+        &mut self,
+        action: &Action,
+        decision: Decision,
+        timeout: Duration,
+    ) -> Waited {
+        if decision.approval_id.is_empty() {
+            return Waited::Decided(decision);
+        }
+        let id = decision.approval_id.clone();
+        let approval = match self.wait_for_approval(&id, timeout).await {
+            Ok(a) => a,
+            Err(e) => return Waited::Failed(format!("cannot wait for approval {id}: {e}")),
+        };
+        match approval.status() {
+            ApprovalStatus::Approved => {}
+            ApprovalStatus::Pending => {
+                return Waited::NotGranted(format!(
+                    "approval {id} was not decided within {}s",
+                    timeout.as_secs()
+                ));
+            }
+            other => {
+                let by = if approval.decided_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by {}", approval.decided_by)
+                };
+                let note = if approval.decision_note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", approval.decision_note)
+                };
+                let status = other
+                    .as_str_name()
+                    .trim_start_matches("APPROVAL_STATUS_")
+                    .to_ascii_lowercase();
+                return Waited::NotGranted(format!("approval {id} is {status}{by}{note}"));
+            }
+        }
+        match self.evaluate(action.clone()).await {
+            Ok(d) => Waited::Decided(d),
+            Err(e) => Waited::Failed(format!(
+                "approval {id} was granted but asking again failed: {e}"
+            )),
+        }
     }
 
     fn status_error(&self, status: tonic::Status) -> NoDecision {

@@ -19,7 +19,7 @@ use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 use warden_proto::v1::{Action, Decision, ResultMeta, Verdict};
 
-use crate::client::{DaemonClient, IdentityArgs};
+use crate::client::{DaemonClient, IdentityArgs, Waited};
 use crate::{EXIT_CANNOT_RUN, EXIT_NO_DECISION, EXIT_REFUSED};
 
 #[derive(Debug, Args)]
@@ -122,66 +122,33 @@ async fn decide(
     Ok((client, decision))
 }
 
-/// Waits on the approval a decision created; once granted, asks again (the grant is
-/// bound to this exact action) and returns the new decision. Refusals and failures are
-/// reported here and returned as the exit code.
+/// Waits on the approval a decision created; once granted, asks again and returns the
+/// new decision. Refusals and failures are reported here and returned as the exit code.
 pub(crate) async fn wait_for_approval(
     client: &mut DaemonClient,
     action: &Action,
     decision: Decision,
     timeout: std::time::Duration,
 ) -> Result<Decision, i32> {
-    if decision.approval_id.is_empty() {
-        return Ok(decision);
+    if !decision.approval_id.is_empty() {
+        let id = &decision.approval_id;
+        eprintln!(
+            "warden: approval required: {} — waiting up to {}s for approval {id} (`warden approvals approve {id}`)",
+            decision.reason,
+            timeout.as_secs()
+        );
     }
-    let id = decision.approval_id.clone();
-    eprintln!(
-        "warden: approval required: {} — waiting up to {}s for approval {id} (`warden approvals approve {id}`)",
-        decision.reason,
-        timeout.as_secs()
-    );
-    let approval = match client.wait_for_approval(&id, timeout).await {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("warden: refused: cannot wait for approval {id}: {e}; nothing was run");
-            return Err(EXIT_NO_DECISION);
+    match client.await_approval(action, decision, timeout).await {
+        Waited::Decided(d) => Ok(d),
+        Waited::NotGranted(why) => {
+            eprintln!("warden: refused: {why}; nothing was run");
+            Err(EXIT_REFUSED)
         }
-    };
-    use warden_proto::v1::ApprovalStatus;
-    match approval.status() {
-        ApprovalStatus::Approved => {}
-        ApprovalStatus::Pending => {
-            eprintln!(
-                "warden: refused: approval {id} was not decided within {}s; nothing was run",
-                timeout.as_secs()
-            );
-            return Err(EXIT_REFUSED);
-        }
-        other => {
-            let by = if approval.decided_by.is_empty() {
-                String::new()
-            } else {
-                format!(" by {}", approval.decided_by)
-            };
-            eprintln!(
-                "warden: refused: approval {id} is {}{by}{}; nothing was run",
-                other
-                    .as_str_name()
-                    .trim_start_matches("APPROVAL_STATUS_")
-                    .to_ascii_lowercase(),
-                if approval.decision_note.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", approval.decision_note)
-                }
-            );
-            return Err(EXIT_REFUSED);
+        Waited::Failed(why) => {
+            eprintln!("warden: refused: {why}; nothing was run");
+            Err(EXIT_NO_DECISION)
         }
     }
-    client.evaluate(action.clone()).await.map_err(|e| {
-        eprintln!("warden: refused: approval {id} was granted but asking again failed: {e}; nothing was run");
-        EXIT_NO_DECISION
-    })
 }
 
 /// The message for a decision that does not let the command run, or `None` to run it.

@@ -5,6 +5,7 @@
 mod admin;
 mod client;
 mod exec;
+mod proxy;
 mod shell;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,9 @@ pub enum Command {
     /// An interactive shell and script runner (bash semantics) that asks wardend before
     /// every command: `warden shell`, `warden shell -c CMD`, `warden shell SCRIPT ARGS…`.
     Shell(shell::ShellArgs),
+    /// An HTTP/1.1 forward proxy (plain HTTP and CONNECT) that asks wardend before every
+    /// request and tunnel and reports the bytes each way.
+    Proxy(proxy::ProxyArgs),
     /// List, approve or deny approval requests.
     #[command(subcommand)]
     Approvals(admin::ApprovalsCommand),
@@ -49,11 +53,20 @@ pub enum Command {
     Budgets(admin::BudgetsCommand),
 }
 
+impl Cli {
+    /// Whether the command is a long-running server that should use every core (the
+    /// one-shot commands run on one thread).
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Proxy(_))
+    }
+}
+
 /// Runs a parsed command and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Exec(args) => exec::run(args).await,
         Command::Shell(args) => shell::run(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
         Command::Approvals(cmd) => admin::approvals(cmd).await,
         Command::BreakGlass(args) => admin::break_glass(args).await,
         Command::Budgets(cmd) => admin::budgets(cmd).await,

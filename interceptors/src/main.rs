@@ -16,10 +16,16 @@ fn main() {
         // write is reported with eprintln!, which panics when stderr is the problem.
         .log_internal_errors(false)
         .init();
-    let code = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = if cli.is_server() {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let code = match runtime {
         Ok(rt) => rt.block_on(run(cli)),
         Err(e) => {
             eprintln!("warden: cannot start the async runtime: {e}");

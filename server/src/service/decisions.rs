@@ -472,6 +472,17 @@ fn result_json(r: &ResultMeta) -> Result<(String, Observation), ApiError> {
         stdout_bytes: u64,
         stderr_bytes: u64,
         error: std::borrow::Cow<'a, str>,
+        // Newer fields are left out when unset, so records without them encode (and
+        // hash) exactly as before they existed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u32>,
+        #[serde(skip_serializing_if = "is_zero")]
+        bytes_sent: u64,
+        #[serde(skip_serializing_if = "is_zero")]
+        bytes_received: u64,
+    }
+    fn is_zero(n: &u64) -> bool {
+        *n == 0
     }
     use warden_proto::v1::{Egress, Sensitivity};
     let sensitivity = match r.sensitivity() {
@@ -501,6 +512,9 @@ fn result_json(r: &ResultMeta) -> Result<(String, Observation), ApiError> {
         stdout_bytes: r.stdout_bytes,
         stderr_bytes: r.stderr_bytes,
         error: redact::redact(&r.error),
+        status: r.status,
+        bytes_sent: r.bytes_sent,
+        bytes_received: r.bytes_received,
     };
     let json = serde_json::to_string(&canonical)
         .map_err(|e| ApiError::BadRequest(format!("result: cannot be encoded: {e}")))?;
