@@ -11,7 +11,7 @@ Routes:
   /files/PATH       a static file under --root (git's "dumb" HTTP protocol uses this)
   anything else     200 "ok <method> <path>"
 
-Prints "listening on PORT" once ready.
+Prints "listening on PORT" on stderr once ready.
 """
 
 import argparse
@@ -99,8 +99,7 @@ def main():
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    print(f"listening on {server.server_address[1]}", flush=True)
-    sys.stdout.flush()
+    print(f"listening on {server.server_address[1]}", file=sys.stderr, flush=True)
     server.serve_forever()
 
 

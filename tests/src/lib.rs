@@ -169,12 +169,88 @@ macro_rules! both_backends {
     };
 }
 
+/// A child process that prints `listening on ADDR` on stderr once it serves; its
+/// stderr is collected as its log.
+pub struct Listening {
+    pub child: Child,
+    /// What followed `listening on ` up to the first space (an address or a port).
+    pub addr: String,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Listening {
+    /// Spawns `cmd` (stdin and stdout closed, stderr read) and waits up to 30 s for it
+    /// to say where it listens; panics with its log otherwise.
+    pub fn spawn(cmd: &mut Command, what: &str) -> Listening {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let addr = addr.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_string());
+                }
+                let mut l = sink.lock().expect("log lock");
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => Listening { child, addr, log },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "{what} did not start (status {status:?}); log:\n{}",
+                    log.lock().expect("log lock")
+                );
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// SIGTERM, then wait (up to 30 s) for the process to exit; returns its status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not stop within 30 s after SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `wardend serve`.
 pub struct Daemon {
     pub addr: SocketAddr,
-    child: Child,
-    /// Everything it logged so far is collected here by a reader thread.
-    log: std::sync::Arc<std::sync::Mutex<String>>,
+    process: Listening,
 }
 
 impl Daemon {
@@ -188,44 +264,14 @@ impl Daemon {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--db", db])
             .args(extra)
             .env("WARDEN_LOG", "info")
-            .env_remove("WARDEN_POLICY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env_remove("WARDEN_POLICY");
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd.spawn().expect("spawn wardend");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-                let mut l = sink.lock().expect("log lock");
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => Daemon {
-                addr: addr.parse().expect("listen address"),
-                child,
-                log,
-            },
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "wardend did not start (status {status:?}); log:\n{}",
-                    log.lock().expect("log lock")
-                );
-            }
+        let process = Listening::spawn(&mut cmd, "wardend");
+        Daemon {
+            addr: process.addr.parse().expect("listen address"),
+            process,
         }
     }
 
@@ -234,7 +280,7 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().expect("log lock").clone()
+        self.process.log()
     }
 
     pub async fn channel(&self) -> Channel {
@@ -251,31 +297,11 @@ impl Daemon {
 
     /// SIGTERM, then wait for a clean exit; returns the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "wardend did not stop within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.stop()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.child.id()
     }
 }
 
@@ -327,5 +353,6 @@ pub async fn store(db: &TestDb) -> warden_server::store::Store {
     store
 }
 
+pub mod proxy;
 pub mod pty;
 pub mod raw;
