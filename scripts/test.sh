@@ -53,6 +53,20 @@ command -v python3 >/dev/null 2>&1 || {
     apt-get update -qq
     apt-get install -y -qq python3 >/dev/null
 }
+# tests/tests/proxy.rs drives real clients through `warden proxy`: curl, git, Python
+# `requests`, with certificates made by the openssl CLI.
+for tool in curl git openssl; do
+    command -v "$tool" >/dev/null 2>&1 || {
+        echo "test.sh: installing $tool with apt (a client in the proxy tests)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "$tool" >/dev/null
+    }
+done
+python3 -c 'import requests' 2>/dev/null || {
+    echo "test.sh: installing the Python requests package (a client in the proxy tests)" >&2
+    python3 -m pip install --quiet 'requests>=2.31'
+}
 psql "$WARDEN_TEST_PG" -qtAc 'select 1' >/dev/null || {
     echo "test.sh: FAILED: cannot connect to $WARDEN_TEST_PG (trust auth for 127.0.0.1 expected)" >&2
     exit 1

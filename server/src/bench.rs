@@ -11,6 +11,7 @@
 //! [`engine`].
 
 pub mod engine;
+pub mod proxy;
 pub mod shell;
 
 use std::net::SocketAddr;
@@ -253,7 +254,7 @@ async fn measure_daemons(
     Ok(figures)
 }
 
-fn print_ratio(name: &str, side: &Figures, base: &Figures) {
+pub(crate) fn print_ratio(name: &str, side: &Figures, base: &Figures) {
     println!(
         "ratio {name}: {:.1}% of throughput; p50 {:.2}x, p99 {:.2}x latency",
         100.0 * side.per_second / base.per_second.max(1e-9),
@@ -309,7 +310,7 @@ async fn store_ceiling(
     ))
 }
 
-fn print_row(name: &str, f: &Figures) {
+pub(crate) fn print_row(name: &str, f: &Figures) {
     println!(
         "{name:<26} {:>10.0} req/s   p50 {:>8.2} ms   p99 {:>8.2} ms   ({} requests, {} errors)",
         f.per_second,
@@ -379,6 +380,11 @@ where
             errors += e;
         }
     }
+    figures(all, errors, Duration::from_secs(args.duration))
+}
+
+/// Figures from per-request latencies in microseconds over a measured `window`.
+pub(crate) fn figures(mut all: Vec<u32>, errors: u64, window: Duration) -> Figures {
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -387,18 +393,18 @@ where
     Figures {
         requests: all.len() as u64,
         errors,
-        per_second: all.len() as f64 / args.duration as f64,
+        per_second: all.len() as f64 / window.as_secs_f64().max(1e-9),
         p50: pct(0.50),
         p99: pct(0.99),
     }
 }
 
-async fn free_port() -> anyhow::Result<u16> {
+pub(crate) async fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     Ok(l.local_addr()?.port())
 }
 
-async fn wait_until_serving(url: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_until_serving(url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(ch) = Endpoint::from_shared(url.to_string())?.connect().await {
@@ -419,7 +425,7 @@ async fn wait_until_serving(url: &str) -> anyhow::Result<()> {
     }
 }
 
-fn tempdir() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn tempdir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("wardend-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

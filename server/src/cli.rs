@@ -189,6 +189,9 @@ pub enum BenchCommand {
     /// The command analyzer and a policy against labelled malicious and harmless
     /// command sets: detection, pass rate, score, latency, misses.
     Shell(crate::bench::shell::ShellArgs),
+    /// HTTP requests through `warden proxy` (a decision and a report per request)
+    /// against the same local upstream directly, side by side.
+    Proxy(crate::bench::proxy::ProxyArgs),
 }
 
 /// Runs a parsed command.
@@ -256,6 +259,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Shell(args)) => crate::bench::shell::run(args).await,
+        Command::Bench(BenchCommand::Proxy(args)) => {
+            crate::bench::proxy::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate(args) => crate::simulate::run(args).await,
     }
 }
