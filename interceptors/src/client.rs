@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::Args;
 use tonic::transport::{Channel, Endpoint};
 use warden_proto::v1::{
-    Action, Approval, ApprovalStatus, Decision, EvaluateRequest, ReportRequest, ResultMeta,
-    WatchApprovalRequest, approvals_client::ApprovalsClient, decisions_client::DecisionsClient,
+    Action, Approval, ApprovalStatus, Decision, EvaluateRequest, NeverAllowedRequest,
+    ReportRequest, ResultMeta, WatchApprovalRequest, approvals_client::ApprovalsClient,
+    decisions_client::DecisionsClient,
 };
 
 /// Status metadata key with which wardend marks "reached, but no decision" (its
@@ -192,6 +193,31 @@ impl DaemonClient {
                 timeout: self.timeout,
             }),
             Ok(r) => r.map(|_| ()).map_err(|s| self.status_error(s)),
+        }
+    }
+
+    /// The tools (of `tools`) the policy can never allow this identity on `channel`.
+    pub(crate) async fn never_allowed(
+        &mut self,
+        identity: &IdentityArgs,
+        channel: &str,
+        tools: Vec<String>,
+    ) -> Result<Vec<String>, NoDecision> {
+        let call = self.inner.never_allowed(NeverAllowedRequest {
+            tenant: identity.tenant.clone(),
+            agent: identity.agent.clone(),
+            session: identity.session.clone(),
+            channel: channel.to_string(),
+            tools,
+        });
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(NoDecision::TimedOut {
+                addr: self.addr.clone(),
+                timeout: self.timeout,
+            }),
+            Ok(r) => r
+                .map(|r| r.into_inner().tools)
+                .map_err(|s| self.status_error(s)),
         }
     }
 

@@ -62,6 +62,9 @@ pub const FACT_NAMES: &[&str] = &[
     "library_preload",
     "account_change",
     "destructive",
+    // SQL in structured arguments (`normalize/arguments.rs`).
+    "sql_write",
+    "sql_ddl",
 ];
 
 /// Longest line analyzed; the rest is not looked at, and the line is `unparseable`.

@@ -6,6 +6,7 @@
 //! (unknown channel, oversized fields, control characters in identities) is rejected here
 //! with an error that names the field.
 
+mod arguments;
 pub(crate) mod command;
 mod path;
 mod url;
@@ -133,9 +134,14 @@ pub struct NormalizedAction {
     #[serde(skip)]
     pub fact_notes: Vec<(&'static str, String)>,
     /// Lower-case destination hosts: the URL resource's host and, for commands, every
-    /// network destination the analyzer found.
+    /// network destination the analyzer found (in argv or in structured arguments).
     #[serde(skip)]
     pub hosts: BTreeSet<String>,
+    /// Paths found in structured arguments (`normalize/arguments.rs`), cleaned;
+    /// `resource` rules match them as they match the resource. Derived, so not part of
+    /// the audit encoding.
+    #[serde(skip)]
+    pub arg_paths: Vec<String>,
 }
 
 /// Input that cannot be normalized. The message names the field.
@@ -259,6 +265,42 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
         analyzed = crate::analyzer::analyze(&command_line);
     }
 
+    let arguments = match &action.arguments {
+        Some(s) => struct_to_json(s),
+        None => serde_json::Value::Null,
+    };
+    if arguments.to_string().len() > MAX_FIELD_BYTES {
+        return Err(invalid(
+            "action.arguments",
+            format!("encodes to more than {MAX_FIELD_BYTES} bytes"),
+        ));
+    }
+    // Structured arguments say what a tool call touches: commands are analyzed,
+    // URLs are destinations, paths are resources (`normalize/arguments.rs`). The first
+    // path (else URL) becomes the resource when the caller gave none.
+    let mut arg_paths = Vec::new();
+    if !arguments.is_null() {
+        let derived = arguments::derive(&tool, &arguments, &cwd);
+        analyzed.facts.extend(derived.analysis.facts);
+        analyzed.hosts.extend(derived.analysis.hosts);
+        for (fact, note) in derived.analysis.notes {
+            analyzed.fact(fact, note);
+        }
+        if resource.is_empty() {
+            if let Some(p) = derived.paths.first() {
+                resource = p.clone();
+            } else if let Some((u, _)) = derived.urls.first() {
+                resource = u.clone();
+            }
+        }
+        if command_line.is_empty()
+            && let Some(c) = derived.command
+        {
+            command_line = c;
+        }
+        arg_paths = derived.paths;
+    }
+
     if let Some(parsed) = url::parse(&resource) {
         resource = parsed.normalized;
         egress = Some(if url::is_internal(&parsed.host) {
@@ -285,17 +327,6 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
         };
     }
 
-    let arguments = match &action.arguments {
-        Some(s) => struct_to_json(s),
-        None => serde_json::Value::Null,
-    };
-    if arguments.to_string().len() > MAX_FIELD_BYTES {
-        return Err(invalid(
-            "action.arguments",
-            format!("encodes to more than {MAX_FIELD_BYTES} bytes"),
-        ));
-    }
-
     Ok(NormalizedAction {
         tenant,
         agent,
@@ -315,6 +346,7 @@ pub fn normalize(action: Option<&Action>) -> Result<NormalizedAction, InvalidAct
         facts: analyzed.facts,
         hosts: analyzed.hosts,
         fact_notes: analyzed.notes,
+        arg_paths,
     })
 }
 

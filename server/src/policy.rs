@@ -12,6 +12,7 @@ pub mod budgets;
 mod compile;
 mod conditions;
 mod model;
+mod never;
 mod profiles;
 pub mod rate_limits;
 mod selfguard;

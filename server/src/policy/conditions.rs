@@ -200,9 +200,11 @@ impl Conditions {
     }
 }
 
-/// The resource, and for commands every argument form.
+/// The resource, every path in structured arguments, and for commands every argument
+/// form.
 fn any_resource(a: &NormalizedAction, mut test: impl FnMut(&str) -> bool) -> bool {
     (!a.resource.is_empty() && test(&a.resource))
+        || a.arg_paths.iter().any(|p| test(p))
         || a.exec
             .as_ref()
             .is_some_and(|e| e.arg_forms.iter().any(|f| test(f)))

@@ -86,6 +86,9 @@ impl SelfGuard {
         if !a.resource.is_empty() && self.paths.is_match(&a.resource) {
             return true;
         }
+        if a.arg_paths.iter().any(|p| self.paths.is_match(p)) {
+            return true;
+        }
         let Some(exec) = &a.exec else {
             return false;
         };

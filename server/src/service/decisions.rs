@@ -6,8 +6,8 @@ mod limits;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 use warden_proto::v1::{
-    AuditRef, Decision, EvaluateRequest, EvaluateResponse, ReportRequest, ReportResponse,
-    ResultMeta, decisions_server::Decisions,
+    AuditRef, Decision, EvaluateRequest, EvaluateResponse, NeverAllowedRequest,
+    NeverAllowedResponse, ReportRequest, ReportResponse, ResultMeta, decisions_server::Decisions,
 };
 
 use super::budgets;
@@ -30,6 +30,8 @@ const MAX_REPORTED_COST_USD: f64 = 1_000_000.0;
 /// Most tags a report may carry, and the longest tag.
 const MAX_TAGS: usize = 256;
 const MAX_TAG_BYTES: usize = 256;
+/// Most tool names one NeverAllowed request may ask about.
+const MAX_NEVER_ALLOWED_TOOLS: usize = 4096;
 
 pub(crate) struct DecisionsService {
     shared: Shared,
@@ -215,6 +217,51 @@ impl DecisionsService {
                     replacement: r.replacement,
                 })
                 .collect(),
+        })
+    }
+
+    /// The tools the live policy can never allow (see `policy/never.rs`). Not audited:
+    /// it decides nothing, changes no state and counts against nothing (like
+    /// `GetPolicy`); every call of a listed tool is still evaluated and audited.
+    async fn never_allowed(
+        &self,
+        req: NeverAllowedRequest,
+    ) -> Result<NeverAllowedResponse, ApiError> {
+        let tenant = normalize::identity("tenant", &req.tenant)?;
+        let agent = normalize::identity("agent", &req.agent)?;
+        let session = normalize::identity("session", &req.session)?;
+        let channel_text = req.channel.trim().to_ascii_lowercase();
+        let channel = normalize::Channel::parse(&channel_text).ok_or_else(|| {
+            ApiError::BadRequest(format!("channel: unknown channel {channel_text:?}"))
+        })?;
+        if req.tools.len() > MAX_NEVER_ALLOWED_TOOLS {
+            return Err(ApiError::BadRequest(format!(
+                "tools: {} names; the limit is {MAX_NEVER_ALLOWED_TOOLS}",
+                req.tools.len()
+            )));
+        }
+        let policy = self.shared.policy.current();
+        let now = now_us();
+        let break_glass = self
+            .shared
+            .store
+            .break_glass_list(false, now)
+            .await?
+            .iter()
+            .any(|g| {
+                g.active_at(now)
+                    && g.tenant == tenant
+                    && (g.agent.is_empty() || g.agent == agent)
+                    && (g.session.is_empty() || g.session == session)
+            });
+        let tools = req
+            .tools
+            .into_iter()
+            .filter(|t| policy.never_allows(channel, &tenant, &agent, t.trim(), break_glass))
+            .collect();
+        Ok(NeverAllowedResponse {
+            tools,
+            policy_version: policy.version().to_string(),
         })
     }
 
@@ -449,6 +496,11 @@ fn result_json(r: &ResultMeta) -> Result<(String, Observation), ApiError> {
             usage.cost_usd
         )));
     }
+    if r.outcome.len() > 64 || r.outcome.chars().any(|c| c.is_control()) {
+        return Err(ApiError::BadRequest(
+            "result.outcome: at most 64 printable bytes".into(),
+        ));
+    }
     if r.error.len() > 4096 || r.destination.len() > 4096 {
         return Err(ApiError::BadRequest(
             "result.error and result.destination: at most 4096 bytes each".into(),
@@ -480,6 +532,8 @@ fn result_json(r: &ResultMeta) -> Result<(String, Observation), ApiError> {
         bytes_sent: u64,
         #[serde(skip_serializing_if = "is_zero")]
         bytes_received: u64,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        outcome: &'a str,
     }
     fn is_zero(n: &u64) -> bool {
         *n == 0
@@ -515,6 +569,7 @@ fn result_json(r: &ResultMeta) -> Result<(String, Observation), ApiError> {
         status: r.status,
         bytes_sent: r.bytes_sent,
         bytes_received: r.bytes_received,
+        outcome: r.outcome.trim(),
     };
     let json = serde_json::to_string(&canonical)
         .map_err(|e| ApiError::BadRequest(format!("result: cannot be encoded: {e}")))?;
@@ -541,6 +596,15 @@ impl Decisions for DecisionsService {
         Ok(Response::new(EvaluateResponse {
             decision: Some(decision),
         }))
+    }
+
+    async fn never_allowed(
+        &self,
+        request: Request<NeverAllowedRequest>,
+    ) -> Result<Response<NeverAllowedResponse>, Status> {
+        Ok(Response::new(
+            DecisionsService::never_allowed(self, request.into_inner()).await?,
+        ))
     }
 
     async fn report(
