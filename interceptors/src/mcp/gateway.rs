@@ -17,8 +17,9 @@ use rmcp::model::{
     CancelledNotificationParam, ClientRequest, ContentBlock, ErrorCode, GetPromptRequest,
     GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
     InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ReadResourceRequest, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, ServerResult,
+    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequest,
+    ReadResourceRequestParams, ReadResourceResponse, ResultType, ServerCapabilities, ServerConfig,
+    ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -194,6 +195,13 @@ impl ServerHandler for Handler {
             .with_instructions("Tools are namespaced by upstream server: SERVER__TOOL. Every call is checked by Warden policy.")
     }
 
+    /// Handshake-era versions only (up to 2025-11-25): the gateway keeps one MCP
+    /// session per agent connection (progress and list changes are routed through it),
+    /// which the session-less 2026-07-28 revision does not have.
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
     async fn initialize(
         &self,
         request: InitializeRequestParams,
@@ -326,6 +334,8 @@ impl ServerHandler for Handler {
         };
         let meta = outcome::meta(&scan, class, error, started);
         self.report(action, decision.as_ref(), meta).await;
+        let mut result = result;
+        result.result_type.get_or_insert(ResultType::COMPLETE);
         Ok(result.into())
     }
 
