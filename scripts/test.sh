@@ -67,6 +67,20 @@ python3 -c 'import requests' 2>/dev/null || {
     echo "test.sh: installing the Python requests package (a client in the proxy tests)" >&2
     python3 -m pip install --quiet 'requests>=2.31'
 }
+# tests/tests/mcp.rs drives `warden mcp` with the Python `mcp` SDK on both sides (its
+# Client, and an MCPServer upstream) from a venv of its own; the tests find it at
+# target/pyenv (or WARDEN_TEST_PYTHON) and fail without it.
+MCP_PY_VERSION=2.3.0
+if ! target/pyenv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_PY_VERSION')" 2>/dev/null; then
+    echo "test.sh: installing the Python mcp SDK $MCP_PY_VERSION into target/pyenv (the MCP tests' peers)" >&2
+    python3 -m venv target/pyenv 2>/dev/null || {
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv target/pyenv
+    }
+    target/pyenv/bin/pip install --quiet "mcp==$MCP_PY_VERSION"
+fi
 psql "$WARDEN_TEST_PG" -qtAc 'select 1' >/dev/null || {
     echo "test.sh: FAILED: cannot connect to $WARDEN_TEST_PG (trust auth for 127.0.0.1 expected)" >&2
     exit 1

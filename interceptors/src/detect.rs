@@ -201,7 +201,7 @@ fn luhn(s: &str) -> bool {
         .rev()
         .enumerate()
         .map(|(i, &d)| {
-            if i % 2 == 1 {
+            if !i.is_multiple_of(2) {
                 let x = d * 2;
                 if x > 9 { x - 9 } else { x }
             } else {
@@ -209,7 +209,7 @@ fn luhn(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A US social security number that could be issued: area not 000, 666 or 9xx, group

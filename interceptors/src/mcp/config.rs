@@ -150,7 +150,11 @@ pub(crate) fn parse(source: &str, text: &str) -> anyhow::Result<Config> {
         serde_saphyr::from_str(text).map_err(|e| {
             let at = e.location();
             let message = e.without_snippet().to_string();
-            let message = message.lines().next().unwrap_or_default().to_string();
+            let mut message = message.lines().next().unwrap_or_default().to_string();
+            // The position is given once, in front.
+            if let Some(i) = message.rfind(" at line ") {
+                message.truncate(i);
+            }
             anyhow::anyhow!(
                 "{source}:{}:{}: {message}",
                 at.map_or(0, |l| l.line()),
