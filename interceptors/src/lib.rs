@@ -5,6 +5,7 @@
 mod admin;
 mod client;
 mod exec;
+mod listen;
 mod proxy;
 mod shell;
 
