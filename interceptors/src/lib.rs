@@ -6,6 +6,7 @@ mod admin;
 mod client;
 mod exec;
 mod listen;
+mod llm;
 mod proxy;
 mod shell;
 
@@ -43,6 +44,9 @@ pub enum Command {
     /// An HTTP/1.1 forward proxy (plain HTTP and CONNECT) that asks wardend before every
     /// request and tunnel and reports the bytes each way.
     Proxy(proxy::ProxyArgs),
+    /// An OpenAI-compatible proxy in front of a model provider: every model call and
+    /// every tool call the model proposes is evaluated; refused calls are removed.
+    Llm(llm::LlmArgs),
     /// List, approve or deny approval requests.
     #[command(subcommand)]
     Approvals(admin::ApprovalsCommand),
@@ -58,7 +62,7 @@ impl Cli {
     /// Whether the command is a long-running server that should use every core (the
     /// one-shot commands run on one thread).
     pub fn is_server(&self) -> bool {
-        matches!(self.command, Command::Proxy(_))
+        matches!(self.command, Command::Proxy(_) | Command::Llm(_))
     }
 }
 
@@ -68,6 +72,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Exec(args) => exec::run(args).await,
         Command::Shell(args) => shell::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
+        Command::Llm(args) => llm::run(args).await,
         Command::Approvals(cmd) => admin::approvals(cmd).await,
         Command::BreakGlass(args) => admin::break_glass(args).await,
         Command::Budgets(cmd) => admin::budgets(cmd).await,
