@@ -42,7 +42,7 @@ pub(crate) fn refused(d: &Decision) -> Response<LlmBody> {
     let seq = d.id.as_ref().map_or(0, |id| id.seq);
     let limited = d.retry_after_ms > 0
         || d.matched_rules.iter().any(|r| {
-            r.starts_with("budget:") || r.starts_with("rate_limit:") || r.starts_with("run_cap")
+            r.starts_with("budget:") || r.starts_with("rate_limit:") || r == "session-cap"
         });
     let (what, kind) = match d.verdict() {
         Verdict::RequireApproval => ("needs approval", "warden_approval_required"),
