@@ -67,6 +67,11 @@ python3 -c 'import requests' 2>/dev/null || {
     echo "test.sh: installing the Python requests package (a client in the proxy tests)" >&2
     python3 -m pip install --quiet 'requests>=2.31'
 }
+# tests/tests/llm.rs: the official openai SDK is the agent in front of warden llm.
+python3 -c 'import openai' 2>/dev/null || {
+    echo "test.sh: installing the Python openai package (the client in the llm tests)" >&2
+    python3 -m pip install --quiet 'openai>=1.40'
+}
 # tests/tests/mcp.rs drives `warden mcp` with the Python `mcp` SDK on both sides (its
 # Client, and an MCPServer upstream) from a venv of its own; the tests find it at
 # target/pyenv (or WARDEN_TEST_PYTHON) and fail without it.

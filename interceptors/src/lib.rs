@@ -6,6 +6,8 @@ mod admin;
 mod client;
 mod detect;
 mod exec;
+mod listen;
+mod llm;
 mod mcp;
 mod proxy;
 mod shell;
@@ -44,6 +46,9 @@ pub enum Command {
     /// An HTTP/1.1 forward proxy (plain HTTP and CONNECT) that asks wardend before every
     /// request and tunnel and reports the bytes each way.
     Proxy(proxy::ProxyArgs),
+    /// An OpenAI-compatible proxy in front of a model provider: every model call and
+    /// every tool call the model proposes is evaluated; refused calls are removed.
+    Llm(llm::LlmArgs),
     /// An MCP gateway in front of upstream MCP servers (stdio or streamable HTTP on
     /// both sides): hides tools the policy never allows, asks wardend before every
     /// tool call, resource read and prompt, reports and redacts results.
@@ -63,7 +68,10 @@ impl Cli {
     /// Whether the command is a long-running server that should use every core (the
     /// one-shot commands run on one thread).
     pub fn is_server(&self) -> bool {
-        matches!(self.command, Command::Proxy(_) | Command::Mcp(_))
+        matches!(
+            self.command,
+            Command::Proxy(_) | Command::Llm(_) | Command::Mcp(_)
+        )
     }
 }
 
@@ -73,6 +81,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Exec(args) => exec::run(args).await,
         Command::Shell(args) => shell::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
+        Command::Llm(args) => llm::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
         Command::Approvals(cmd) => admin::approvals(cmd).await,
         Command::BreakGlass(args) => admin::break_glass(args).await,

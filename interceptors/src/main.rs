@@ -5,17 +5,7 @@ use warden_interceptors::{Cli, run};
 
 fn main() {
     let cli = Cli::parse_from(login_shell_args(std::env::args_os().collect()));
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // A closed log pipe must not take the process down: by default a failed log
-        // write is reported with eprintln!, which panics when stderr is the problem.
-        .log_internal_errors(false)
-        .init();
+    init_logging();
     let runtime = if cli.is_server() {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -33,6 +23,26 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Logs go to stderr, filtered by `WARDEN_LOG` (default `warn`); `WARDEN_LOG_FORMAT=json`
+/// writes one JSON object per line (for log collectors next to a sidecar).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // A closed log pipe must not take the process down: by default a failed log
+        // write is reported with eprintln!, which panics when stderr is the problem.
+        .log_internal_errors(false);
+    if std::env::var("WARDEN_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 /// Started as `warden-shell` (a symlink, for /etc/shells and chsh; login(1) prefixes a

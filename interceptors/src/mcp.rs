@@ -23,8 +23,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -34,6 +32,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::parse_duration;
 use crate::client::{DaemonClient, IdentityArgs};
+use crate::listen::{self, ConnLimits};
 
 #[derive(Debug, Args)]
 pub struct McpArgs {
@@ -136,10 +135,10 @@ async fn serve(args: McpArgs) -> anyhow::Result<()> {
     });
     let handler = gateway::Handler { gw: gw.clone() };
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     match listen {
         None => {
+            let mut term = signal(SignalKind::terminate())?;
+            let mut int = signal(SignalKind::interrupt())?;
             let service = handler
                 .serve(rmcp::transport::stdio())
                 .await
@@ -152,15 +151,7 @@ async fn serve(args: McpArgs) -> anyhow::Result<()> {
             }
         }
         Some(addr) => {
-            serve_http(
-                handler,
-                addr,
-                args.allow_remote,
-                args.drain_timeout,
-                &mut term,
-                &mut int,
-            )
-            .await?;
+            serve_http(handler, addr, args.allow_remote, args.drain_timeout).await?;
         }
     }
     // Close the upstreams: spawned servers see their stdin close and are stopped.
@@ -169,14 +160,13 @@ async fn serve(args: McpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves streamable HTTP at `addr` (any path; agents use `/mcp`) until a signal.
+/// Serves streamable HTTP at `addr` (any path; agents use `/mcp`) until a signal, with
+/// the shutdown pattern every HTTP interceptor shares (`listen.rs`).
 async fn serve_http(
     handler: gateway::Handler,
     addr: SocketAddr,
     remote: bool,
     drain: Duration,
-    term: &mut tokio::signal::unix::Signal,
-    int: &mut tokio::signal::unix::Signal,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
@@ -189,56 +179,36 @@ async fn serve_http(
         hosts.push(local.to_string());
         http = http.with_allowed_hosts(hosts);
     }
-    let stop = http.cancellation_token.clone();
+    // On a signal the MCP sessions end first, so their open event streams close and
+    // the connections can drain.
+    let sessions = http.cancellation_token.clone();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        sessions.cancel();
+    });
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(LocalSessionManager::default()),
         http,
     );
     eprintln!("warden mcp listening on http://{local}/mcp");
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        };
+    let (drain_tx, drained) = tokio::sync::mpsc::channel::<()>(1);
+    let limits = ConnLimits {
+        header_timeout: Duration::from_secs(30),
+        max_header_bytes: 64 * 1024,
+    };
+    let accept = move |stream, peer, stopping| {
         let svc = TowerToHyperService::new(service.clone());
-        let done = done_tx.clone();
-        let mut stopping = stopping.clone();
+        let held = drain_tx.clone();
         tokio::spawn(async move {
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let stop = async move {
-                let _ = stopping.wait_for(|s| *s).await;
-            };
-            tokio::select! {
-                r = conn.as_mut() => { let _ = r; }
-                () = stop => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            drop(done);
+            listen::serve_connection(stream, peer, svc, stopping, limits).await;
+            drop(held);
         });
-    }
-    // Stop accepting, end the MCP sessions (their streams close), drain connections.
-    drop(listener);
-    stop.cancel();
-    let _ = stopping_tx.send(true);
-    drop(done_tx);
-    if tokio::time::timeout(drain, done_rx.recv()).await.is_err() {
-        tracing::warn!("drain deadline passed; closing what is still open");
-    }
-    Ok(())
+    };
+    listen::accept_until_signal(listener, drain, drained, accept).await
 }

@@ -23,14 +23,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::admin::parse_duration;
 use crate::client::{DaemonClient, IdentityArgs};
+use crate::listen::{self, ConnLimits};
 
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
@@ -133,7 +131,7 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listen = listener.local_addr()?;
-    let (drain, mut drained) = mpsc::channel::<()>(1);
+    let (drain, drained) = mpsc::channel::<()>(1);
     let shared = Arc::new(Shared {
         identity: args.identity.clone(),
         client,
@@ -153,81 +151,28 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         shared.client.addr()
     );
 
-    let (stop, stopping) = watch::channel(false);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of descriptors and the like: wait a moment instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
-            shared.clone(),
-            stream,
-            peer,
-            stopping.clone(),
-            args.max_header_bytes,
-        ));
-    }
-
-    // Stop accepting, ask open connections to finish their exchange, wait for them.
-    drop(listener);
-    let _ = stop.send(true);
-    let deadline = args.drain_timeout;
-    drop(shared);
-    tracing::info!(?deadline, "shutting down: draining open exchanges");
-    match tokio::time::timeout(deadline, drained.recv()).await {
-        Ok(_) => tracing::info!("drained"),
-        Err(_) => tracing::warn!("drain deadline passed; closing what is still open"),
-    }
-    Ok(())
-}
-
-/// Serves one client connection until it closes or shutdown asks it to finish.
-async fn connection(
-    shared: Arc<Shared>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    mut stopping: watch::Receiver<bool>,
-    max_header_bytes: usize,
-) {
-    let upstream = Arc::new(tokio::sync::Mutex::new(None));
-    let service = {
+    let limits = ConnLimits {
+        header_timeout: args.idle_timeout,
+        max_header_bytes: args.max_header_bytes,
+    };
+    let accept = {
         let shared = shared.clone();
-        hyper::service::service_fn(move |req| {
-            handle::handle(shared.clone(), upstream.clone(), peer, req)
-        })
-    };
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.idle_timeout)
-        .max_buf_size(max_header_bytes.max(8192))
-        .preserve_header_case(true)
-        .title_case_headers(false)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let stop = async move {
-        let _ = stopping.wait_for(|s| *s).await;
-    };
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = stop => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+        move |stream, peer, stopping| {
+            let shared = shared.clone();
+            let upstream = Arc::new(tokio::sync::Mutex::new(None));
+            let service = {
+                let shared = shared.clone();
+                hyper::service::service_fn(move |req| {
+                    handle::handle(shared.clone(), upstream.clone(), peer, req)
+                })
+            };
+            tokio::spawn(async move {
+                // Held for the connection's life: shutdown waits for it.
+                let _shared = shared;
+                listen::serve_connection(stream, peer, service, stopping, limits).await;
+            });
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
-    }
+    drop(shared);
+    listen::accept_until_signal(listener, args.drain_timeout, drained, accept).await
 }

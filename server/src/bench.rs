@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use warden_proto::bench::v1::noop_client::NoopClient;
@@ -147,9 +146,12 @@ pub async fn evaluate(args: BenchArgs) -> anyhow::Result<()> {
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(NoopServer::new(NoopService))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(noop_listener), async {
-                let _ = noop_stopped.await;
-            }),
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(noop_listener).with_nodelay(Some(true)),
+                async {
+                    let _ = noop_stopped.await;
+                },
+            ),
     );
 
     println!(

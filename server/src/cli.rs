@@ -192,6 +192,9 @@ pub enum BenchCommand {
     /// HTTP requests through `warden proxy` (a decision and a report per request)
     /// against the same local upstream directly, side by side.
     Proxy(crate::bench::proxy::ProxyArgs),
+    /// Chat completions through `warden llm` (a decision before the call, one per
+    /// proposed tool call, a report) against the same fake provider directly.
+    Llm(crate::bench::proxy::ProxyArgs),
 }
 
 /// Runs a parsed command.
@@ -261,6 +264,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Shell(args)) => crate::bench::shell::run(args).await,
         Command::Bench(BenchCommand::Proxy(args)) => {
             crate::bench::proxy::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Llm(args)) => {
+            crate::bench::proxy::run_llm(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(args) => crate::simulate::run(args).await,

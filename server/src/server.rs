@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use warden_proto::v1::{
     admin_server::AdminServer, approvals_server::ApprovalsServer, audit_server::AuditServer,
     budgets_server::BudgetsServer, decisions_server::DecisionsServer,
@@ -287,8 +286,11 @@ pub async fn run(
     };
     // Boxed, so that dropping it after a drain timeout really drops the router and the
     // audit writer handles its services hold.
-    let mut serve =
-        Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), graceful));
+    // The builder's tcp_nodelay only applies to listeners it binds itself; accepted
+    // sockets of ours need it set here, or a long-lived client connection waits out
+    // delayed ACKs (~40 ms) between the frames of one answer.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut serve = Box::pin(router.serve_with_incoming_shutdown(incoming, graceful));
     let drain_timeout = config.drain_timeout;
     let deadline = async move {
         if draining_rx.await.is_ok() {

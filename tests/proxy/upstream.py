@@ -9,6 +9,7 @@ Routes:
   /echo...          answers the request body back (Content-Type application/octet-stream)
   /bytes/N          answers N bytes of a fixed pattern
   /files/PATH       a static file under --root (git's "dumb" HTTP protocol uses this)
+  /slow/S           answers after S seconds
   anything else     200 "ok <method> <path>"
 
 Prints "listening on PORT" on stderr once ready.
@@ -22,6 +23,7 @@ import os
 import ssl
 import sys
 import threading
+import time
 
 
 def main():
@@ -84,6 +86,9 @@ def main():
                 n = int(path[len("/bytes/"):])
                 return self._send(200, (b"0123456789abcdef" * (n // 16 + 1))[:n],
                                   "application/octet-stream")
+            if path.startswith("/slow/"):
+                time.sleep(float(path[len("/slow/"):]))
+                return self._send(200, b"slow\n")
             if path.startswith("/files/"):
                 full = os.path.realpath(os.path.join(root, path[len("/files/"):]))
                 if not full.startswith(root + os.sep) or not os.path.isfile(full):

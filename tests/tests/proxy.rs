@@ -8,10 +8,11 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use warden_proto::v1::approvals_client::ApprovalsClient;
 use warden_proto::v1::sessions_client::SessionsClient;
 use warden_proto::v1::{
-    Action, GetSessionRequest, ReportRequest, ResultMeta, SessionInfo, SessionRef, Zone,
-    decisions_client::DecisionsClient,
+    Action, ApprovalStatus, ApproveRequest, GetSessionRequest, ListApprovalsRequest, ReportRequest,
+    ResultMeta, SessionInfo, SessionRef, Zone, decisions_client::DecisionsClient,
 };
 use warden_tests::proxy::{Certs, Upstream, python, start_proxy, tests_dir};
 use warden_tests::{Daemon, TestDb, warden};
@@ -691,4 +692,87 @@ async fn shutdown_lets_open_transfers_finish() {
     // And the proxy is gone.
     let out = curl(&proxy, &["--connect-timeout", "2", &url]);
     assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_can_be_waited_for_and_slow_upstreams_time_out() {
+    let w = world(POLICY).await;
+    let (p, proxy) = start_proxy(
+        &w.daemon.addr.to_string(),
+        &["--wait-approval=30s", "--upstream-timeout", "1s"],
+    );
+    let url = format!("http://upstream.test:{}/admin/panel", w.plain.port);
+    let held = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "40",
+            "-x",
+            &proxy,
+            "-w",
+            " %{http_code}",
+            &url,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    // The request waits on a pending approval; an operator grants it.
+    let mut approvals = ApprovalsClient::new(w.daemon.channel().await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let list = approvals
+            .list(ListApprovalsRequest {
+                status: ApprovalStatus::Pending as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("Approvals.List")
+            .into_inner();
+        if let Some(a) = list.approvals.first() {
+            break a.id.clone();
+        }
+        assert!(Instant::now() < deadline, "no pending approval appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        w.plain.received().is_empty(),
+        "nothing is forwarded before the grant"
+    );
+    approvals
+        .approve(ApproveRequest {
+            id,
+            approver: "ops@example.com".into(),
+            note: "fine".into(),
+            ttl_seconds: 0,
+        })
+        .await
+        .expect("approve");
+    let out = held.wait_with_output().expect("curl");
+    assert_eq!(text(&out.stdout), "ok GET /admin/panel\n 200");
+    assert_eq!(w.plain.paths(), ["/admin/panel"]);
+
+    // An upstream that does not answer in time: 504 with the reason, and the report
+    // carries the error.
+    let (status, body) = status_and_body(&curl(
+        &proxy,
+        &[
+            "-i",
+            &format!("http://upstream.test:{}/slow/3", w.plain.port),
+        ],
+    ));
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("did not answer within"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !p.log().contains("/slow/3") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = p.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("/slow/3"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("status=504") && line.contains("did not answer"),
+        "{log}"
+    );
 }

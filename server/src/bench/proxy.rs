@@ -1,5 +1,11 @@
-//! `wardend bench proxy`: HTTP requests through `warden proxy` next to the same requests
-//! sent straight to the same local upstream, in one run, so the ratio is the figure.
+//! `wardend bench proxy` and `wardend bench llm`: HTTP requests through `warden proxy`
+//! (or model calls through `warden llm`) next to the same requests sent straight to the
+//! same local upstream, in one run, so the ratio (or the added latency) is the figure.
+//!
+//! For `llm` the upstream answers every `POST /v1/chat/completions` with a fixed
+//! completion proposing one allowed tool call (`run_command {"command":"echo hello"}`),
+//! so each call through the filter is a pre-call Evaluate, the forward, one Evaluate of
+//! the proposed call and a Report.
 //!
 //! Pieces, all on this machine: an upstream (hyper, HTTP/1.1 keep-alive, a fixed
 //! 256-byte answer after an optional service time), a daemon with durable audit (this
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -52,7 +58,28 @@ pub struct ProxyArgs {
 
 const BODY: &[u8] = &[b'x'; 256];
 
+/// What the `llm` upstream answers: a completion proposing one allowed tool call.
+const COMPLETION: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"run_command","arguments":"{\"command\":\"echo hello\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":42,"completion_tokens":9,"total_tokens":51}}"#;
+
+/// What the agent sends in the `llm` benchmark.
+const CHAT_REQUEST: &str = r#"{"model":"bench-model","messages":[{"role":"user","content":"say hello in the shell"}],"tools":[{"type":"function","function":{"name":"run_command","parameters":{"type":"object","properties":{"command":{"type":"string"}}}}}]}"#;
+
+/// Which interceptor is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interceptor {
+    Proxy,
+    Llm,
+}
+
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    run_for(args, Interceptor::Proxy).await
+}
+
+pub async fn run_llm(args: ProxyArgs) -> anyhow::Result<()> {
+    run_for(args, Interceptor::Llm).await
+}
+
+async fn run_for(args: ProxyArgs, which: Interceptor) -> anyhow::Result<()> {
     let warden = match &args.warden {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
@@ -66,7 +93,11 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             warden.display()
         );
     }
-    let upstream = start_upstream(Duration::from_millis(args.upstream_delay_ms)).await?;
+    let answer = match which {
+        Interceptor::Proxy => BODY,
+        Interceptor::Llm => COMPLETION,
+    };
+    let upstream = start_upstream(Duration::from_millis(args.upstream_delay_ms), answer).await?;
 
     let tmp = tempdir()?;
     let db = match &args.db {
@@ -89,10 +120,18 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     wait_until_serving(&daemon_url).await?;
 
     let proxy_port = free_port().await?;
-    let mut proxy = tokio::process::Command::new(&warden)
-        .args(["proxy", "--daemon", &daemon_url])
+    let mut command = tokio::process::Command::new(&warden);
+    match which {
+        Interceptor::Proxy => command
+            .args(["proxy", "--daemon", &daemon_url])
+            .args(["--resolve", "bench.test=127.0.0.1"]),
+        Interceptor::Llm => command.args(["llm", "--daemon", &daemon_url]).args([
+            "--upstream",
+            &format!("http://127.0.0.1:{}/v1", upstream.port()),
+        ]),
+    };
+    let mut proxy = command
         .args(["--listen", &format!("127.0.0.1:{proxy_port}")])
-        .args(["--resolve", "bench.test=127.0.0.1"])
         .env("WARDEN_LOG", "warn")
         .kill_on_drop(true)
         .stdout(std::process::Stdio::null())
@@ -103,11 +142,15 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     wait_for_port(proxy_addr).await?;
 
     println!(
-        "bench proxy: {} connections, one request in flight each, {} s per side after {} s warm-up; upstream answers {} bytes after {} ms; daemon on {}",
+        "bench {}: {} connections, one request in flight each, {} s per side after {} s warm-up; upstream answers {} bytes after {} ms; daemon on {}",
+        match which {
+            Interceptor::Proxy => "proxy",
+            Interceptor::Llm => "llm",
+        },
         args.connections,
         args.duration,
         args.warmup,
-        BODY.len(),
+        answer.len(),
         args.upstream_delay_ms,
         if db.starts_with("postgres") {
             "PostgreSQL"
@@ -115,25 +158,30 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             "SQLite"
         }
     );
-    let direct = drive(
-        &args,
-        upstream,
-        Route::Direct {
-            port: upstream.port(),
-        },
-    )
-    .await?;
+    let port = upstream.port();
+    let (direct_route, through_route, name) = match which {
+        Interceptor::Proxy => (
+            Route::Direct { port },
+            Route::Proxy { port },
+            "warden proxy",
+        ),
+        Interceptor::Llm => (
+            Route::ChatDirect { port },
+            Route::ChatFilter { port: proxy_port },
+            "warden llm",
+        ),
+    };
+    let expect = answer.len();
+    let direct = drive(&args, upstream, direct_route, expect).await?;
     print_row("direct to upstream", &direct);
-    let proxied = drive(
-        &args,
-        proxy_addr,
-        Route::Proxy {
-            port: upstream.port(),
-        },
-    )
-    .await?;
-    print_row("through warden proxy", &proxied);
-    print_ratio("proxy/direct", &proxied, &direct);
+    let through = drive(&args, proxy_addr, through_route, expect).await?;
+    print_row(&format!("through {name}"), &through);
+    print_ratio(&format!("{name}/direct"), &through, &direct);
+    println!(
+        "added latency: p50 {:+.3} ms, p99 {:+.3} ms",
+        (through.p50.as_secs_f64() - direct.p50.as_secs_f64()) * 1e3,
+        (through.p99.as_secs_f64() - direct.p99.as_secs_f64()) * 1e3
+    );
 
     let _ = proxy.kill().await;
     let _ = stop.send(());
@@ -149,22 +197,35 @@ enum Route {
     /// Absolute-form requests to the proxy, for the upstream under a name the policy
     /// sees as an external host.
     Proxy { port: u16 },
+    /// A chat completion straight to the fake provider.
+    ChatDirect { port: u16 },
+    /// The same chat completion through `warden llm`.
+    ChatFilter { port: u16 },
 }
 
 impl Route {
-    fn request(self, i: usize, session: usize) -> anyhow::Result<Request<Empty<Bytes>>> {
-        let builder = match self {
-            Route::Direct { port } => {
-                Request::get(format!("/items/{i}")).header("host", format!("127.0.0.1:{port}"))
-            }
+    fn request(self, i: usize, session: usize) -> anyhow::Result<Request<Full<Bytes>>> {
+        let request = match self {
+            Route::Direct { port } => Request::get(format!("/items/{i}"))
+                .header("host", format!("127.0.0.1:{port}"))
+                .body(Full::default())?,
             Route::Proxy { port } => Request::get(format!("http://bench.test:{port}/items/{i}"))
                 .header("host", format!("bench.test:{port}"))
                 .header(
                     "proxy-authorization",
                     basic(&format!("bench-agent/bench-session-{session}")),
-                ),
+                )
+                .body(Full::default())?,
+            Route::ChatDirect { port } | Route::ChatFilter { port } => {
+                Request::post("/v1/chat/completions")
+                    .header("host", format!("127.0.0.1:{port}"))
+                    .header("content-type", "application/json")
+                    .header("authorization", "Bearer sk-bench")
+                    .header("x-warden-session", format!("bench-session-{session}"))
+                    .body(Full::new(Bytes::from_static(CHAT_REQUEST.as_bytes())))?
+            }
         };
-        Ok(builder.body(Empty::new())?)
+        Ok(request)
     }
 }
 
@@ -179,7 +240,12 @@ fn basic(user: &str) -> String {
 
 /// `connections` keep-alive connections to `addr`, each sending requests one after the
 /// other; latencies of the measured window.
-async fn drive(args: &ProxyArgs, addr: SocketAddr, route: Route) -> anyhow::Result<Figures> {
+async fn drive(
+    args: &ProxyArgs,
+    addr: SocketAddr,
+    route: Route,
+    expect: usize,
+) -> anyhow::Result<Figures> {
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(args.warmup);
     let end = measure_from + Duration::from_secs(args.duration);
@@ -193,7 +259,9 @@ async fn drive(args: &ProxyArgs, addr: SocketAddr, route: Route) -> anyhow::Resu
             let mut i = worker;
             while Instant::now() < end {
                 let sent = Instant::now();
-                let ok = one(&mut sender, addr, route, i, session).await.is_ok();
+                let ok = one(&mut sender, addr, route, i, session, expect)
+                    .await
+                    .is_ok();
                 i += 1;
                 if sent >= measure_from {
                     if ok {
@@ -220,7 +288,7 @@ async fn drive(args: &ProxyArgs, addr: SocketAddr, route: Route) -> anyhow::Resu
     ))
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// One request on the worker's connection (opened, or reopened after a failure), the
 /// whole answer read; an error when the status is not 200 or the body is short.
@@ -230,6 +298,7 @@ async fn one(
     route: Route,
     i: usize,
     session: usize,
+    expect: usize,
 ) -> anyhow::Result<()> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
         let stream = TcpStream::connect(addr).await?;
@@ -251,14 +320,14 @@ async fn one(
     };
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
-    if status != 200 || body.len() != BODY.len() {
+    if status != 200 || body.len() != expect {
         bail!("status {status}, {} bytes", body.len());
     }
     Ok(())
 }
 
-/// The local upstream: HTTP/1.1 keep-alive, 256 bytes after `delay`.
-async fn start_upstream(delay: Duration) -> anyhow::Result<SocketAddr> {
+/// The local upstream: HTTP/1.1 keep-alive, `answer` after `delay`.
+async fn start_upstream(delay: Duration, answer: &'static [u8]) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -271,7 +340,7 @@ async fn start_upstream(delay: Duration) -> anyhow::Result<SocketAddr> {
                             tokio::time::sleep(delay).await;
                         }
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(BODY),
+                            Bytes::from_static(answer),
                         )))
                     },
                 );

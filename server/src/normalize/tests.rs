@@ -203,3 +203,30 @@ fn structured_arguments_inform_resource_hosts_and_facts() {
     let p = crate::policy::Policy::builtin_default().expect("default policy");
     assert_eq!(p.evaluate(&a).verdict, crate::policy::Verdict::Deny);
 }
+
+#[test]
+fn destructive_tool_call_arguments_are_denied_by_the_baseline() {
+    let mut arguments = prost_types::Struct::default();
+    arguments.fields.insert(
+        "command".into(),
+        prost_types::Value {
+            kind: Some(prost_types::value::Kind::StringValue("rm -rf /".into())),
+        },
+    );
+    let p = crate::policy::Policy::builtin_default().expect("default policy");
+    for channel in ["mcp", "llm", "sdk"] {
+        let a = normalize(Some(&Action {
+            channel: channel.into(),
+            tool: "shell__run".into(),
+            arguments: Some(arguments.clone()),
+            ..Default::default()
+        }))
+        .expect("valid");
+        let out = p.evaluate(&a);
+        assert_eq!(out.verdict, crate::policy::Verdict::Deny, "{channel}");
+        assert_eq!(
+            out.matched_rules,
+            vec!["baseline/deny-destructive-tool-call"]
+        );
+    }
+}

@@ -529,15 +529,8 @@ impl Compiler<'_> {
                 spec.args.push(list);
             }
         }
-        if let Some(p) = &m.facts {
-            command_only("facts", p.referenced)?;
-        }
-        if let Some(p) = &m.command {
-            command_only("command", p.referenced)?;
-        }
-        if let Some(p) = &m.command_regex {
-            command_only("command_regex", p.referenced)?;
-        }
+        // `facts`, `command` and `command_regex` match other channels too: the
+        // analyzer reads commands in structured arguments (`normalize/arguments.rs`).
         c.spec = spec;
         Ok(c)
     }

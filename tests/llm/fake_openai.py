@@ -1,0 +1,142 @@
+"""A fake OpenAI-compatible provider for the warden llm tests (standard library only).
+
+POST /v1/chat/completions answers from a script keyed by the last user message: the
+scripts below propose tool calls (one, or several in parallel), or answer with text.
+POST /v1/responses does the same in the Responses API shape. GET /v1/models lists two
+models. A message "fail-500" makes the provider answer 500. Every request is recorded
+as one JSON line in --record (path, headers, body), so a test can assert what reached
+the provider and what did not.
+
+Prints "listening on PORT" on stderr once ready.
+"""
+
+import argparse
+import http.server
+import json
+import sys
+import threading
+
+
+def call(i, name, args):
+    return {"id": f"call_{i}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)}}
+
+
+SCRIPTS = {
+    "rm": [call(1, "run_command", {"command": "rm -rf /"})],
+    "echo": [call(1, "run_command", {"command": "echo hello"})],
+    "both": [call(1, "run_command", {"command": "echo hello"}),
+             call(2, "run_command", {"command": "rm -rf /"})],
+    "broken": [{"id": "call_1", "type": "function",
+                "function": {"name": "run_command", "arguments": "{not json"}}],
+}
+
+
+def chat_answer(model, last):
+    calls = SCRIPTS.get(last)
+    if calls is None:
+        message = {"role": "assistant", "content": f"you said: {last}"}
+        finish = "stop"
+    else:
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
+        finish = "tool_calls"
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000,
+        "model": model, "system_fingerprint": "fp_fake",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 21, "completion_tokens": 7, "total_tokens": 28},
+    }
+
+
+def responses_answer(model, last):
+    calls = SCRIPTS.get(last)
+    if calls is None:
+        output = [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": f"you said: {last}", "annotations": []}]}]
+    else:
+        output = [{"type": "function_call", "id": f"fc_{c['id']}", "call_id": c["id"],
+                   "name": c["function"]["name"], "arguments": c["function"]["arguments"],
+                   "status": "completed"} for c in calls]
+    return {
+        "id": "resp_fake", "object": "response", "created_at": 1700000000, "status": "completed",
+        "model": model, "output": output, "parallel_tool_calls": True, "tool_choice": "auto",
+        "tools": [],
+        "usage": {"input_tokens": 11, "output_tokens": 4, "total_tokens": 15,
+                  "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens_details": {"reasoning_tokens": 0}},
+    }
+
+
+def last_user_text(body):
+    if "messages" in body:
+        users = [m for m in body["messages"] if m.get("role") == "user"]
+        content = users[-1]["content"] if users else ""
+    else:
+        content = body.get("input", "")
+        if isinstance(content, list):
+            content = content[-1].get("content", "")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content)
+    return content
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--record", required=True)
+    args = ap.parse_args()
+    lock = threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def _send(self, status, obj):
+            data = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _record(self, body):
+            with lock, open(args.record, "a") as f:
+                f.write(json.dumps({"method": self.command, "path": self.path,
+                                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                                    "body": body}) + "\n")
+
+        def do_GET(self):
+            self._record(None)
+            if self.path.rstrip("/") == "/v1/models":
+                return self._send(200, {"object": "list", "data": [
+                    {"id": "fake-large", "object": "model", "created": 1, "owned_by": "test"},
+                    {"id": "fake-small", "object": "model", "created": 1, "owned_by": "test"}]})
+            self._send(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(n)
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = {"unparsed": raw.decode("utf-8", "replace")}
+            self._record(body)
+            last = last_user_text(body)
+            if last == "fail-500":
+                return self._send(500, {"error": {"message": "the fake provider failed",
+                                                  "type": "server_error"}})
+            model = body.get("model", "fake-large")
+            if self.path == "/v1/chat/completions":
+                return self._send(200, chat_answer(model, last))
+            if self.path == "/v1/responses":
+                return self._send(200, responses_answer(model, last))
+            self._send(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(f"listening on {server.server_address[1]}", file=sys.stderr, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

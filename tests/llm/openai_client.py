@@ -1,0 +1,54 @@
+"""The official `openai` Python SDK as the agent in the warden llm tests.
+
+usage: openai_client.py BASE_URL SESSION KIND PROMPT
+KIND: chat | responses | models. Prints one JSON object: what the SDK parsed (content,
+tool calls, finish reason, usage), or the API error it raised (status, type, message).
+"""
+
+import json
+import sys
+
+import openai
+
+TOOLS = [{"type": "function", "function": {
+    "name": "run_command", "description": "Run a shell command",
+    "parameters": {"type": "object", "properties": {"command": {"type": "string"}},
+                   "required": ["command"]}}}]
+
+
+def main():
+    base, session, kind, prompt = sys.argv[1:5]
+    client = openai.OpenAI(base_url=base, api_key="sk-client-key-0000",
+                           default_headers={"x-warden-session": session}, max_retries=0)
+    try:
+        if kind == "models":
+            out = {"models": [m.id for m in client.models.list()]}
+        elif kind == "chat":
+            r = client.chat.completions.create(
+                model="fake-large", tools=TOOLS,
+                messages=[{"role": "user", "content": prompt}])
+            c = r.choices[0]
+            out = {"content": c.message.content, "finish_reason": c.finish_reason,
+                   "tool_calls": [{"id": t.id, "name": t.function.name,
+                                   "arguments": t.function.arguments}
+                                  for t in (c.message.tool_calls or [])],
+                   "usage": [r.usage.prompt_tokens, r.usage.completion_tokens]}
+        else:
+            r = client.responses.create(
+                model="fake-large", input=prompt,
+                tools=[{"type": "function", "name": "run_command",
+                        "parameters": TOOLS[0]["function"]["parameters"]}])
+            out = {"output": [{"type": i.type,
+                               "name": getattr(i, "name", None),
+                               "arguments": getattr(i, "arguments", None)} for i in r.output],
+                   "text": r.output_text}
+    except openai.APIStatusError as e:
+        body = e.body if isinstance(e.body, dict) else {}
+        body = body.get("error", body) if isinstance(body.get("error"), dict) else body
+        out = {"error": {"status": e.status_code, "type": body.get("type"),
+                         "code": body.get("code"), "message": body.get("message", str(e))}}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+//! `warden llm` with the official `openai` Python SDK as the agent and a fake
+//! OpenAI-compatible provider (tests/llm/fake_openai.py) that records what reaches it:
+//! refused tool calls never reach the agent as callable calls, allowed ones pass
+//! byte-identical, refused model calls never reach the provider, usage is reported.
+
+use std::process::Command;
+
+use serde_json::Value;
+use warden_proto::v1::sessions_client::SessionsClient;
+use warden_proto::v1::{GetSessionRequest, OpenSessionRequest, SessionRef};
+use warden_tests::proxy::{python, tests_dir};
+use warden_tests::{Daemon, Listening, TestDb, warden};
+
+const POLICY: &str = r#"
+version: 1
+name: llm-test
+default: allow
+profiles: [baseline]
+prices:
+  - { model: "fake-*", input: 1.00, output: 2.00 }
+rules:
+  - id: no-wipe-tool
+    decision: deny
+    reason: Agents do not get a tool that wipes disks
+    match: { channel: [llm], tool: [wipe_disk] }
+"#;
+
+struct World {
+    _dir: tempfile::TempDir,
+    record: std::path::PathBuf,
+    fake: Listening,
+    daemon: Daemon,
+    _db: TestDb,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let record = dir.path().join("provider.jsonl");
+    let fake = Listening::spawn(
+        Command::new(python())
+            .arg(tests_dir().join("llm/fake_openai.py"))
+            .arg("--record")
+            .arg(&record),
+        "fake_openai.py",
+    );
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let db = TestDb::sqlite().await;
+    let daemon = Daemon::start(&db.url, &["--policy", policy.to_str().expect("path")]);
+    World {
+        _dir: dir,
+        record,
+        fake,
+        daemon,
+        _db: db,
+    }
+}
+
+impl World {
+    fn upstream(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.fake.addr)
+    }
+
+    fn llm(&self, daemon: &str, extra: &[&str]) -> (Listening, String) {
+        let mut cmd = Command::new(warden());
+        cmd.args(["llm", "--daemon", daemon, "--listen", "127.0.0.1:0"])
+            .args(["--upstream", &self.upstream(), "--agent", "llm-test"])
+            .args(extra)
+            .env("WARDEN_LOG", "info")
+            .env("PROVIDER_KEY", "sk-provider-secret-1234")
+            .env_remove("WARDEN_FAIL_OPEN");
+        let p = Listening::spawn(&mut cmd, "warden llm");
+        let url = format!("http://{}/v1", p.addr);
+        (p, url)
+    }
+
+    /// What reached the provider.
+    fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("record"))
+            .collect()
+    }
+}
+
+/// The SDK's view of one call.
+fn sdk(base: &str, session: &str, kind: &str, prompt: &str) -> Value {
+    let out = Command::new(python())
+        .arg(tests_dir().join("llm/openai_client.py"))
+        .args([base, session, kind, prompt])
+        .output()
+        .expect("openai client");
+    assert!(
+        out.status.success(),
+        "openai client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client JSON")
+}
+
+/// A raw POST with curl: (status, body).
+fn post(url: &str, body: &str, headers: &[&str]) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+    ])
+    .args([
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        body,
+    ]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd.arg(url).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or((&text, "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tool_calls_never_reach_the_agent() {
+    let w = world().await;
+    let (_llm, base) = w.llm(&w.daemon.addr.to_string(), &[]);
+
+    // Allowed: the call arrives as the model proposed it.
+    let v = sdk(&base, "s-echo", "chat", "echo");
+    assert_eq!(v["finish_reason"], "tool_calls", "{v}");
+    assert_eq!(v["tool_calls"][0]["name"], "run_command");
+    assert_eq!(
+        v["tool_calls"][0]["arguments"],
+        "{\"command\": \"echo hello\"}"
+    );
+
+    // `rm -rf /` proposed: no callable call reaches the SDK; the turn ends with text.
+    let v = sdk(&base, "s-rm", "chat", "rm");
+    assert_eq!(v["tool_calls"], serde_json::json!([]), "{v}");
+    assert_eq!(v["finish_reason"], "stop");
+    let content = v["content"].as_str().unwrap_or("");
+    assert!(
+        content.contains("[warden] The tool call `run_command` was not run"),
+        "{content}"
+    );
+    assert!(content.contains("baseline/"), "{content}");
+
+    // Parallel calls: the allowed one stays, the refused one goes.
+    let v = sdk(&base, "s-both", "chat", "both");
+    let calls = v["tool_calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(calls[0]["id"], "call_1");
+    assert_eq!(v["finish_reason"], "tool_calls");
+    assert!(v["content"].as_str().unwrap_or("").contains("was not run"));
+
+    // Responses API: the refused function_call becomes an assistant message.
+    let v = sdk(&base, "s-resp", "responses", "both");
+    let types: Vec<&str> = v["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .map(|o| o["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(types, ["function_call", "message"], "{v}");
+    assert_eq!(v["output"][0]["arguments"], "{\"command\": \"echo hello\"}");
+    assert!(
+        v["text"].as_str().unwrap_or("").contains("was not run"),
+        "{v}"
+    );
+
+    // Arguments that are not JSON cannot be checked: refused.
+    let v = sdk(&base, "s-broken", "chat", "broken");
+    assert_eq!(v["tool_calls"], serde_json::json!([]), "{v}");
+    assert!(
+        v["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a JSON object")
+    );
+
+    // Byte-identical when nothing is refused: the same bytes as straight from the
+    // provider.
+    let request = r#"{"model":"fake-large","messages":[{"role":"user","content":"echo"}]}"#;
+    let (status, through) = post(&format!("{base}/chat/completions"), request, &[]);
+    let (_, direct) = post(&format!("{}/chat/completions", w.upstream()), request, &[]);
+    assert_eq!((status, through), (200, direct));
+
+    // Models pass through.
+    let v = sdk(&base, "s-models", "models", "-");
+    assert_eq!(v["models"], serde_json::json!(["fake-large", "fake-small"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_calls_are_judged_before_the_provider_sees_them() {
+    let w = world().await;
+    let (llm, base) = w.llm(
+        &w.daemon.addr.to_string(),
+        &["--upstream-key-env", "PROVIDER_KEY"],
+    );
+
+    // The provider sees its own key, never the client's; the log shows neither.
+    sdk(&base, "s-key", "chat", "hi");
+    let got = w.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0]["headers"]["authorization"],
+        "Bearer sk-provider-secret-1234"
+    );
+    assert!(
+        !got[0]["headers"]
+            .as_object()
+            .expect("headers")
+            .contains_key("x-warden-session")
+    );
+    assert!(!llm.log().contains("sk-provider-secret") && !llm.log().contains("sk-client-key"));
+
+    // Usage is reported into the session and priced by the policy's table.
+    let mut sessions = SessionsClient::new(w.daemon.channel().await);
+    let info = sessions
+        .get(GetSessionRequest {
+            session: Some(SessionRef {
+                tenant: String::new(),
+                agent: "llm-test".into(),
+                session: "s-key".into(),
+            }),
+        })
+        .await
+        .expect("Sessions.Get")
+        .into_inner();
+    assert_eq!((info.reports, info.tokens), (1, 28), "{info:?}");
+    assert!(
+        (info.cost_usd - (21.0 * 1.0 + 7.0 * 2.0) / 1e6).abs() < 1e-9,
+        "{info:?}"
+    );
+
+    // A run cap spent: the next call is a 429 in OpenAI's shape, never forwarded.
+    sessions
+        .open(OpenSessionRequest {
+            session: Some(SessionRef {
+                tenant: String::new(),
+                agent: "llm-test".into(),
+                session: "s-cap".into(),
+            }),
+            max_tokens: 20,
+            max_cost_usd: 0.0,
+        })
+        .await
+        .expect("open");
+    let first = sdk(&base, "s-cap", "chat", "hi");
+    assert_eq!(first["content"], "you said: hi");
+    let before = w.received().len();
+    let v = sdk(&base, "s-cap", "chat", "hi");
+    assert_eq!(v["error"]["status"], 429, "{v}");
+    assert_eq!(v["error"]["type"], "warden_limit_reached");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("warden: this model call was refused"),
+        "{v}"
+    );
+    assert_eq!(w.received().len(), before);
+
+    // Malformed and streaming requests: 400 in the same shape, nothing forwarded.
+    for body in [
+        "{not json",
+        r#"{"model":"fake-large","stream":true,"messages":[]}"#,
+    ] {
+        let (status, text) = post(&format!("{base}/chat/completions"), body, &[]);
+        let v: Value = serde_json::from_str(&text).expect("JSON error");
+        assert_eq!(
+            (status, v["error"]["type"].as_str()),
+            (400, Some("invalid_request_error")),
+            "{text}"
+        );
+    }
+    assert_eq!(w.received().len(), before);
+
+    // A provider error passes through unchanged.
+    let v = sdk(&base, "s-500", "chat", "fail-500");
+    assert_eq!(v["error"]["status"], 500);
+    assert_eq!(v["error"]["message"], "the fake provider failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_daemon_means_an_openai_shaped_503() {
+    let w = world().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_addr = dead.local_addr().expect("addr").to_string();
+    drop(dead);
+    let (_llm, base) = w.llm(&dead_addr, &["--timeout-ms", "1000"]);
+    let v = sdk(&base, "s-down", "chat", "hi");
+    assert_eq!(v["error"]["status"], 503, "{v}");
+    assert_eq!(v["error"]["type"], "warden_unavailable");
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("cannot reach wardend") && message.contains("fail-closed"),
+        "{message}"
+    );
+    assert!(w.received().is_empty());
+}
