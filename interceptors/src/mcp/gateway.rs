@@ -13,23 +13,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult,
-    CancelledNotificationParam, ClientRequest, ContentBlock, ErrorCode, GetPromptRequest,
-    GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
-    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequest,
-    ReadResourceRequestParams, ReadResourceResponse, ResultType, ServerCapabilities, ServerConfig,
-    ServerResult,
+    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, ErrorCode,
+    GetPromptRequest, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, ResultType,
+    ServerCapabilities, ServerConfig, ServerResult,
 };
-use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError};
+use rmcp::service::{RequestContext, ServiceError};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use warden_proto::v1::{Action, Decision};
+
+mod phases;
 
 use super::config::SEPARATOR;
 use super::judge::{self, Judgement};
-use super::outcome::{self, Redactor, Scan};
+use super::outcome::{self, Redactor};
 use super::upstream::{Connected, Relay};
 use crate::client::{DaemonClient, IdentityArgs};
+use phases::{text_error, upstream_error};
 
 /// JSON-RPC error code of a refused `resources/read` or `prompts/get` (in the range
 /// JSON-RPC leaves to servers).
@@ -53,133 +54,6 @@ pub(crate) struct Gateway {
 #[derive(Clone)]
 pub(crate) struct Handler {
     pub(crate) gw: Arc<Gateway>,
-}
-
-fn text_error(message: String) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(message)])
-}
-
-impl Handler {
-    /// The upstream and its own name for a namespaced tool or prompt name.
-    fn route<'a>(&'a self, name: &'a str) -> Option<(&'a Connected, &'a str)> {
-        let (server, rest) = name.split_once(SEPARATOR)?;
-        let upstream = self.gw.upstreams.iter().find(|u| u.name == server)?;
-        (!rest.is_empty()).then_some((upstream, rest))
-    }
-
-    fn upstream_named(&self, name: &str) -> Option<&Connected> {
-        self.gw.upstreams.iter().find(|u| u.name == name)
-    }
-
-    /// Sends `request` upstream; the agent's progress token is mapped onto the
-    /// upstream's, and the agent cancelling cancels the upstream request.
-    async fn forward(
-        &self,
-        upstream: &Connected,
-        request: ClientRequest,
-        ctx: &RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ServiceError> {
-        let peer = upstream.peer();
-        let handle = peer
-            .send_request_with_option(request, PeerRequestOptions::no_options())
-            .await?;
-        let id = handle.id.clone();
-        let token = handle.progress_token.clone();
-        if let Some(agent_token) = ctx.meta.get_progress_token() {
-            self.gw
-                .relay
-                .track(token.clone(), ctx.peer.clone(), agent_token);
-        }
-        let result = tokio::select! {
-            r = handle.await_response() => r,
-            () = ctx.ct.cancelled() => {
-                let note = CancelledNotificationParam::new(
-                    Some(id),
-                    Some("cancelled by the agent".into()),
-                );
-                let _ = peer.notify_cancelled(note).await;
-                Err(ServiceError::Cancelled { reason: Some("cancelled by the agent".into()) })
-            }
-        };
-        self.gw.relay.untrack(&token);
-        result
-    }
-
-    async fn judge(&self, action: &Action) -> Judgement {
-        let mut client = self.gw.client.clone();
-        judge::judge(
-            &mut client,
-            &self.gw.identity,
-            action,
-            self.gw.wait_approval,
-        )
-        .await
-    }
-
-    /// Reports what a forwarded request did; failures to report are logged (the
-    /// result has already been produced).
-    async fn report(
-        &self,
-        action: Action,
-        decision: Option<&Decision>,
-        meta: warden_proto::v1::ResultMeta,
-    ) {
-        let Some(decision) = decision else { return };
-        let seq = decision.id.as_ref().map_or(0, |id| id.seq);
-        tracing::info!(
-            tool = %action.tool,
-            decision = seq,
-            outcome = %meta.outcome,
-            bytes = meta.bytes,
-            tags = ?meta.tags,
-            "reported"
-        );
-        let mut client = self.gw.client.clone();
-        if let Err(e) = client.report(action, seq, meta).await {
-            tracing::warn!(decision = seq, error = %e, "could not report the result to wardend");
-        }
-    }
-
-    /// Reports an upstream failure and returns its outcome class.
-    async fn report_failure(
-        &self,
-        action: Action,
-        decision: Option<&Decision>,
-        e: &ServiceError,
-        started: Instant,
-    ) {
-        let (class, detail) = match e {
-            ServiceError::McpError(err) => (
-                outcome::RPC_ERROR,
-                format!("JSON-RPC error {}: {}", err.code.0, err.message),
-            ),
-            ServiceError::Cancelled { .. } => (
-                outcome::TRANSPORT_ERROR,
-                "cancelled by the agent".to_string(),
-            ),
-            other => (
-                outcome::TRANSPORT_ERROR,
-                format!("upstream failed: {other}"),
-            ),
-        };
-        let meta = outcome::meta(&Scan::default(), class, detail, started);
-        self.report(action, decision, meta).await;
-    }
-}
-
-/// An MCP error for an upstream failure: the upstream's own JSON-RPC error as it
-/// was, or an internal error naming the upstream.
-fn upstream_error(upstream: &Connected, e: ServiceError) -> McpError {
-    match e {
-        ServiceError::McpError(err) => err,
-        other => McpError::internal_error(
-            format!(
-                "upstream {} ({}) failed: {other}",
-                upstream.name, upstream.target
-            ),
-            None,
-        ),
-    }
 }
 
 impl ServerHandler for Handler {
@@ -524,22 +398,5 @@ impl ServerHandler for Handler {
         )
         .await;
         Ok(result.into())
-    }
-}
-
-impl Handler {
-    /// Judges a non-tool request: forwarded with its decision, or a JSON-RPC error.
-    async fn judged(&self, action: &Action) -> Result<Option<Decision>, McpError> {
-        match self.judge(action).await {
-            Judgement::Forward(d) => Ok(d),
-            Judgement::Refuse(why) => {
-                let code = if why.contains("no policy decision") {
-                    NO_DECISION
-                } else {
-                    REFUSED
-                };
-                Err(McpError::new(ErrorCode(code), why, None))
-            }
-        }
     }
 }
