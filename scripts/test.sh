@@ -86,6 +86,20 @@ if ! target/pyenv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m
     }
     target/pyenv/bin/pip install --quiet "mcp==$MCP_PY_VERSION"
 fi
+# ... and a published MCP server from npm as an upstream, pinned, in target/npm.
+MCP_FS_VERSION=2026.8.31
+MCP_FS_PKG=target/npm/node_modules/@modelcontextprotocol/server-filesystem/package.json
+if ! grep -q "\"version\": \"$MCP_FS_VERSION\"" "$MCP_FS_PKG" 2>/dev/null; then
+    command -v npm >/dev/null 2>&1 || {
+        echo "test.sh: installing node and npm with apt (the MCP tests' filesystem server)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq nodejs npm >/dev/null
+    }
+    echo "test.sh: installing @modelcontextprotocol/server-filesystem $MCP_FS_VERSION into target/npm" >&2
+    npm install --silent --no-audit --no-fund --prefix target/npm \
+        "@modelcontextprotocol/server-filesystem@$MCP_FS_VERSION"
+fi
 psql "$WARDEN_TEST_PG" -qtAc 'select 1' >/dev/null || {
     echo "test.sh: FAILED: cannot connect to $WARDEN_TEST_PG (trust auth for 127.0.0.1 expected)" >&2
     exit 1

@@ -41,6 +41,14 @@ rules:
     decision: deny
     reason: Agents may not read /etc through tools
     match: { channel: [mcp], resource: ["/etc/**"] }
+  - id: no-moves
+    decision: deny
+    reason: Files are not moved by agents
+    match: { channel: [mcp], tool: ["files__move_file"] }
+  - id: protected-stays
+    decision: deny
+    reason: The protected directory is read-only
+    match: { channel: [mcp], tool: ["files__write_file", "files__edit_file"], resource: ["**/protected/**"] }
   - id: redact-echoed-keys
     decision: allow_with_redaction
     reason: Keys echoed back are redacted
@@ -57,6 +65,24 @@ fn python() -> PathBuf {
     assert!(
         path.exists(),
         "{} not found: the MCP tests need a Python venv with the `mcp` package (scripts/test.sh creates target/pyenv), or WARDEN_TEST_PYTHON",
+        path.display()
+    );
+    path
+}
+
+/// The published filesystem MCP server from npm (scripts/test.sh installs the pinned
+/// version into target/npm), or `WARDEN_TEST_MCP_FS`.
+fn filesystem_server() -> PathBuf {
+    let path = std::env::var("WARDEN_TEST_MCP_FS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(
+                "../target/npm/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js",
+            )
+        });
+    assert!(
+        path.exists(),
+        "{} not found: the MCP tests need @modelcontextprotocol/server-filesystem (scripts/test.sh installs it into target/npm), or WARDEN_TEST_MCP_FS",
         path.display()
     );
     path
@@ -557,4 +583,55 @@ fn bad_config_fails_at_start_with_line_and_column() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("gateway.yaml:4:"), "{err}");
     assert!(err.contains("urll"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_filesystem_server_upstream() {
+    let s = Setup::new(Backend::Sqlite).await;
+    let root = s.dir.path().join("root");
+    std::fs::create_dir_all(root.join("protected")).expect("dirs");
+    std::fs::create_dir_all(root.join(".aws")).expect("dirs");
+    std::fs::write(root.join("hello.txt"), "hello from npm\n").expect("file");
+    std::fs::write(root.join(".aws/credentials"), "[default]\n").expect("file");
+    let root_s = root.display().to_string();
+    let flag = format!(
+        "--upstream=files=node {} {root_s}",
+        filesystem_server().display()
+    );
+    let out = s.stdio(
+        "s-fs",
+        &[&flag],
+        json!([
+            ["list_tools"],
+            ["call_tool", "files__read_text_file", {"path": format!("{root_s}/hello.txt")}],
+            ["call_tool", "files__write_file", {"path": format!("{root_s}/new.txt"), "content": "made"}],
+            ["call_tool", "files__write_file", {"path": format!("{root_s}/protected/x.txt"), "content": "no"}],
+            ["call_tool", "files__read_text_file", {"path": format!("{root_s}/.aws/credentials")}],
+        ]),
+    );
+    let names = tool_names(ok(&out[0]));
+    assert!(
+        names.contains(&"files__read_text_file".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"files__move_file".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(text_of(ok(&out[1])), "hello from npm\n");
+    assert_eq!(ok(&out[2])["isError"], false, "{}", out[2]);
+    assert_eq!(
+        std::fs::read_to_string(root.join("new.txt")).expect("written"),
+        "made"
+    );
+    // Refused writes never reach the server: the file does not exist.
+    let r = ok(&out[3]);
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(text_of(r).contains("protected-stays"), "{r}");
+    assert!(!root.join("protected/x.txt").exists());
+    // The path argument is the resource: the baseline's credential rule applies.
+    let r = ok(&out[4]);
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(text_of(r).contains("deny-credential-read"), "{r}");
+    s.daemon.stop();
 }
