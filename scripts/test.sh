@@ -63,28 +63,22 @@ for tool in curl git openssl; do
         apt-get install -y -qq "$tool" >/dev/null
     }
 done
-python3 -c 'import requests' 2>/dev/null || {
-    echo "test.sh: installing the Python requests package (a client in the proxy tests)" >&2
-    python3 -m pip install --quiet 'requests>=2.31'
-}
-# tests/tests/llm.rs: the official openai SDK is the agent in front of warden llm.
-python3 -c 'import openai' 2>/dev/null || {
-    echo "test.sh: installing the Python openai package (the client in the llm tests)" >&2
-    python3 -m pip install --quiet 'openai>=1.40'
-}
-# tests/tests/mcp.rs drives `warden mcp` with the Python `mcp` SDK on both sides (its
-# Client, and an MCPServer upstream) from a venv of its own; the tests find it at
-# target/pyenv (or WARDEN_TEST_PYTHON) and fail without it.
+# The Python test peers, pinned, in a venv of their own (target/pyenv; the tests find it
+# there, or at WARDEN_TEST_PYTHON, and fail without it): the `mcp` SDK on both sides of
+# `warden mcp` (tests/tests/mcp.rs), `requests` through `warden proxy`
+# (tests/tests/proxy.rs), the official `openai` SDK in front of `warden llm`
+# (tests/tests/llm.rs).
 MCP_PY_VERSION=2.3.0
-if ! target/pyenv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_PY_VERSION')" 2>/dev/null; then
-    echo "test.sh: installing the Python mcp SDK $MCP_PY_VERSION into target/pyenv (the MCP tests' peers)" >&2
+PY_PEERS=("mcp==$MCP_PY_VERSION" "requests==2.34.2" "openai==3.57.0")
+if ! target/pyenv/bin/python -c "import requests, openai, importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_PY_VERSION')" 2>/dev/null; then
+    echo "test.sh: installing the Python test peers into target/pyenv: ${PY_PEERS[*]}" >&2
     python3 -m venv target/pyenv 2>/dev/null || {
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq python3-venv >/dev/null
         python3 -m venv target/pyenv
     }
-    target/pyenv/bin/pip install --quiet "mcp==$MCP_PY_VERSION"
+    target/pyenv/bin/pip install --quiet "${PY_PEERS[@]}"
 fi
 # ... and a published MCP server from npm as an upstream, pinned, in target/npm.
 MCP_FS_VERSION=2026.8.31

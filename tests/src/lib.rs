@@ -47,6 +47,23 @@ pub fn warden() -> PathBuf {
     bin_dir().join("warden")
 }
 
+/// The Python of the test peers (the `mcp`, `requests` and `openai` packages):
+/// `WARDEN_TEST_PYTHON`, else the venv scripts/test.sh makes at `target/pyenv`. Missing,
+/// the tests that need it fail: nothing is skipped.
+pub fn python() -> PathBuf {
+    let path = std::env::var("WARDEN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "{} not found: the tests' Python peers live in a venv (scripts/test.sh creates target/pyenv), or set WARDEN_TEST_PYTHON",
+        path.display()
+    );
+    path
+}
+
 /// A database for one test.
 pub struct TestDb {
     pub url: String,

@@ -5,16 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Listening, warden};
+use crate::{Listening, python, warden};
 
 /// The repository's `tests/` directory (scripts live under it).
 pub fn tests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Python interpreter for the test peers: `WARDEN_TEST_PYTHON`, else `python3`.
-pub fn python() -> String {
-    std::env::var("WARDEN_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 /// A CA and a server certificate for `upstream.test`, `git.test` and `forbidden.test`.

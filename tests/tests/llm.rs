@@ -8,7 +8,8 @@ use std::process::Command;
 use serde_json::Value;
 use warden_proto::v1::sessions_client::SessionsClient;
 use warden_proto::v1::{GetSessionRequest, OpenSessionRequest, SessionRef};
-use warden_tests::proxy::{python, tests_dir};
+use warden_tests::proxy::tests_dir;
+use warden_tests::python;
 use warden_tests::{Daemon, Listening, TestDb, warden};
 
 const POLICY: &str = r#"

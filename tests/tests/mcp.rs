@@ -4,8 +4,9 @@
 //! real `wardend`. The upstream records every request it receives, so a refused call
 //! is shown never to have arrived.
 //!
-//! The Python interpreter is `WARDEN_TEST_PYTHON`, else `target/pyenv/bin/python`
-//! (scripts/test.sh creates it and installs the pinned `mcp`); missing, the tests fail.
+//! The Python interpreter is [`warden_tests::python`]: `WARDEN_TEST_PYTHON`, else
+//! `target/pyenv/bin/python` (scripts/test.sh creates it with the pinned `mcp`);
+//! missing, the tests fail.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use warden_proto::v1::{Action, Verdict, Zone};
-use warden_tests::{Backend, Daemon, Listening, TestDb, both_backends, evaluate, warden};
+use warden_tests::{Backend, Daemon, Listening, TestDb, both_backends, evaluate, python, warden};
 
 const POLICY: &str = r#"
 version: 1
@@ -55,20 +56,6 @@ rules:
     redact: [{ pattern: "AKIA[A-Z0-9]{16}" }]
     match: { channel: [mcp], tool: ["*__echo"] }
 "#;
-
-fn python() -> PathBuf {
-    let path = std::env::var("WARDEN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "{} not found: the MCP tests need a Python venv with the `mcp` package (scripts/test.sh creates target/pyenv), or WARDEN_TEST_PYTHON",
-        path.display()
-    );
-    path
-}
 
 /// The published filesystem MCP server from npm (scripts/test.sh installs the pinned
 /// version into target/npm), or `WARDEN_TEST_MCP_FS`.
@@ -634,4 +621,44 @@ async fn published_filesystem_server_upstream() {
     assert_eq!(r["isError"], true, "{r}");
     assert!(text_of(r).contains("deny-credential-read"), "{r}");
     s.daemon.stop();
+}
+
+/// Zones cross channels: a secret read through `warden mcp`, then an external POST
+/// through `warden proxy` in the same session, is refused before it leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_read_over_mcp_stops_egress_through_the_proxy() {
+    use warden_tests::proxy::{Upstream, start_proxy};
+    let s = Setup::new(Backend::Sqlite).await;
+    let web = Upstream::start(s.dir.path(), "web", None, s.dir.path());
+    let (_proxy, proxy) = start_proxy(&s.daemon.addr.to_string(), &[]);
+    let url = format!("http://upstream.test:{}/upload", web.port);
+    let post = |session: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "-x", &proxy])
+            .args(["--proxy-user", &format!("mcp-agent/{session}:")])
+            .args(["-w", "\n%{http_code}", "-d", "notes=1", &url])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // Before: the session may post to an external host.
+    assert!(post("s-cross").ends_with("\n200"));
+    // The agent reads a secret through an MCP tool...
+    let out = s.stdio("s-cross", &[], json!([["call_tool", "up__leak", {}]]));
+    assert!(text_of(ok(&out[0])).contains("AKIAIOSFODNN7EXAMPLE"));
+    assert_eq!(s.zone("s-cross").await, Zone::Sensitive);
+    // ...and the same session's next POST through the proxy is refused, unsent.
+    let refused = post("s-cross");
+    let (body, status) = refused.rsplit_once('\n').expect("status line");
+    assert_eq!(status, "403", "{refused}");
+    let v: Value = serde_json::from_str(body).expect("JSON refusal");
+    assert_eq!(
+        v["rules"],
+        json!(["baseline/deny-egress-from-sensitive-session"])
+    );
+    assert_eq!(web.paths(), ["/upload"], "only the first POST arrived");
+    // Another session is not affected.
+    assert!(post("s-other").ends_with("\n200"));
+    assert_eq!(web.paths(), ["/upload", "/upload"]);
 }

@@ -14,7 +14,8 @@ use warden_proto::v1::{
     Action, ApprovalStatus, ApproveRequest, GetSessionRequest, ListApprovalsRequest, ReportRequest,
     ResultMeta, SessionInfo, SessionRef, Zone, decisions_client::DecisionsClient,
 };
-use warden_tests::proxy::{Certs, Upstream, python, start_proxy, tests_dir};
+use warden_tests::proxy::{Certs, Upstream, start_proxy, tests_dir};
+use warden_tests::python;
 use warden_tests::{Daemon, TestDb, warden};
 
 const POLICY: &str = r#"
