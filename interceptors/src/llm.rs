@@ -37,6 +37,7 @@ use self::reply::LlmBody;
 use crate::admin::parse_duration;
 use crate::client::{DaemonClient, IdentityArgs};
 use crate::listen::{self, ConnLimits};
+use crate::mcp::outcome::{self, Redactor};
 
 #[derive(Debug, Args)]
 pub struct LlmArgs {
@@ -57,6 +58,11 @@ pub struct LlmArgs {
     /// Keys are never logged.
     #[arg(long, value_name = "VAR")]
     upstream_key_env: Option<String>,
+    /// Also redact what the detectors find in model output (API keys, private keys,
+    /// tokens, emails, card numbers, national ids), whatever the decision says. Without
+    /// it, output is redacted only where the decision's redactions say so.
+    #[arg(long)]
+    redact_detected: bool,
     /// Largest request body accepted, in bytes; larger ones get a 400.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
@@ -76,6 +82,7 @@ struct Shared {
     base_path: String,
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     key: Option<HeaderValue>,
+    redact_detected: bool,
     max_body_bytes: usize,
     upstream_timeout: Duration,
     /// Dropped with the last `Arc<Shared>`; shutdown waits for that.
@@ -141,6 +148,7 @@ async fn serve(args: LlmArgs) -> anyhow::Result<()> {
         base_path,
         http,
         key,
+        redact_detected: args.redact_detected,
         max_body_bytes: args.max_body_bytes,
         upstream_timeout: args.upstream_timeout,
         _drain: drain,
@@ -306,7 +314,13 @@ async fn call(
     let (status, headers, answer) = match upstream_response {
         Ok(r) => r,
         Err(why) => {
-            report(shared, &action, decision.as_ref(), started, None, 0, &why).await;
+            let result = Outcome {
+                usage: None,
+                bytes: 0,
+                tags: Vec::new(),
+                error: why.clone(),
+            };
+            report(shared, &action, decision.as_ref(), started, result).await;
             return Err(reply::error(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
@@ -316,20 +330,41 @@ async fn call(
         }
     };
 
-    // 4. Tool calls the model proposes, judged before the agent sees them.
+    // 4. Tool calls the model proposes, judged before the agent sees them; then the
+    //    detectors over what the model wrote, and the decision's redactions.
     let mut out_body = answer.clone();
     let mut usage = None;
+    let mut tags = Vec::new();
     if status.is_success()
         && let Some(_) = &json
     {
-        let mut parsed: Value = serde_json::from_slice(&answer).map_err(|e| {
+        let parsed: Value = serde_json::from_slice(&answer).map_err(|e| {
             reply::error(StatusCode::BAD_GATEWAY, "upstream_error", None, format!("warden: the provider's answer is not valid JSON, so its tool calls cannot be checked: {e}"))
         })?;
         usage = usage_of(&parsed);
         let refused = judge_calls(shared, &action, &parsed).await;
+        let redactor = Redactor::new(decision.as_ref(), shared.redact_detected).map_err(|e| {
+            reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "warden_error",
+                None,
+                format!("warden: {e}; the answer is withheld"),
+            )
+        })?;
+        let (mut rewritten, scan) = outcome::inspect(parsed.clone(), &redactor).map_err(|e| {
+            reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "warden_error",
+                None,
+                format!("warden: {e}; the answer is withheld"),
+            )
+        })?;
+        tags = scan.tags;
         if !refused.is_empty() {
-            calls::remove(&mut parsed, &refused);
-            out_body = Bytes::from(parsed.to_string());
+            calls::remove(&mut rewritten, &refused);
+        }
+        if rewritten != parsed {
+            out_body = Bytes::from(rewritten.to_string());
         }
     }
     let error = if status.is_success() {
@@ -337,16 +372,13 @@ async fn call(
     } else {
         format!("the provider answered {status}")
     };
-    report(
-        shared,
-        &action,
-        decision.as_ref(),
-        started,
+    let result = Outcome {
         usage,
-        answer.len() as u64,
-        &error,
-    )
-    .await;
+        bytes: answer.len() as u64,
+        tags,
+        error,
+    };
+    report(shared, &action, decision.as_ref(), started, result).await;
 
     let mut response = Response::new(Full::new(out_body.clone()));
     *response.status_mut() = status;
@@ -500,23 +532,31 @@ async fn forward(
         })
 }
 
+/// What one model call came to, for its report.
+struct Outcome {
+    usage: Option<Usage>,
+    bytes: u64,
+    /// `secret`, `pii` and `detected:KIND` for what the detectors found in the answer.
+    tags: Vec<String>,
+    error: String,
+}
+
 async fn report(
     shared: &Shared,
     action: &Action,
     decision: Option<&Decision>,
     started: Instant,
-    usage: Option<Usage>,
-    bytes: u64,
-    error: &str,
+    outcome: Outcome,
 ) {
     let Some(d) = decision else { return };
     let seq = d.id.as_ref().map_or(0, |id| id.seq);
     let result = ResultMeta {
-        bytes,
-        bytes_received: bytes,
+        bytes: outcome.bytes,
+        bytes_received: outcome.bytes,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        usage,
-        error: error.to_string(),
+        usage: outcome.usage,
+        tags: outcome.tags,
+        error: outcome.error,
         destination: shared.upstream.host().unwrap_or_default().to_string(),
         ..Default::default()
     };

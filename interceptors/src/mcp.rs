@@ -12,7 +12,7 @@
 mod config;
 mod gateway;
 mod judge;
-mod outcome;
+pub(crate) mod outcome;
 mod upstream;
 
 use std::collections::HashMap;

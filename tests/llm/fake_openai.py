@@ -3,7 +3,8 @@
 POST /v1/chat/completions answers from a script keyed by the last user message: the
 scripts below propose tool calls (one, or several in parallel), or answer with text.
 POST /v1/responses does the same in the Responses API shape. GET /v1/models lists two
-models. A message "fail-500" makes the provider answer 500. Every request is recorded
+models. A message "fail-500" makes the provider answer 500; "leak" answers text holding an API
+key and an email address. Every request is recorded
 as one JSON line in --record (path, headers, body), so a test can assert what reached
 the provider and what did not.
 
@@ -32,9 +33,15 @@ SCRIPTS = {
 }
 
 
+LEAK = "the key is sk-proj-AbCdEfGhIjKlMnOpQrStUvWx1234 and ops mail is ops@example.com"
+
+
 def chat_answer(model, last):
     calls = SCRIPTS.get(last)
-    if calls is None:
+    if last == "leak":
+        message = {"role": "assistant", "content": LEAK}
+        finish = "stop"
+    elif calls is None:
         message = {"role": "assistant", "content": f"you said: {last}"}
         finish = "stop"
     else:

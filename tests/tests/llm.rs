@@ -306,3 +306,43 @@ async fn no_daemon_means_an_openai_shaped_503() {
     );
     assert!(w.received().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_model_text_are_tagged_and_redacted() {
+    let w = world().await;
+    // Without --redact-detected: the text passes, but the report tags it, and the
+    // session is sensitive from then on.
+    let (_llm, base) = w.llm(&w.daemon.addr.to_string(), &[]);
+    let v = sdk(&base, "s-leak", "chat", "leak");
+    assert!(
+        v["content"].as_str().unwrap_or("").contains("sk-proj-AbCd"),
+        "{v}"
+    );
+    let info = SessionsClient::new(w.daemon.channel().await)
+        .get(GetSessionRequest {
+            session: Some(SessionRef {
+                tenant: String::new(),
+                agent: "llm-test".into(),
+                session: "s-leak".into(),
+            }),
+        })
+        .await
+        .expect("Sessions.Get")
+        .into_inner();
+    assert_eq!(info.zone(), warden_proto::v1::Zone::Sensitive, "{info:?}");
+    assert!(
+        info.tags.iter().any(|t| t == "secret") && info.tags.iter().any(|t| t == "pii"),
+        "{info:?}"
+    );
+
+    // With --redact-detected: the key and the address never reach the agent.
+    let (_llm2, base2) = w.llm(&w.daemon.addr.to_string(), &["--redact-detected"]);
+    let v = sdk(&base2, "s-leak-2", "chat", "leak");
+    let content = v["content"].as_str().unwrap_or("");
+    assert!(
+        !content.contains("sk-proj-") && !content.contains("ops@example.com"),
+        "{content}"
+    );
+    assert!(content.contains("[REDACTED:"), "{content}");
+    assert_eq!(v["finish_reason"], "stop");
+}
