@@ -6,11 +6,12 @@
 //! operation `call`, the parsed arguments). Refused calls are removed and replaced by
 //! text the agent can read ([`calls`]). Usage from the response is reported.
 //!
-//! Streaming (`"stream": true`) is refused with a 400 for now: a stream cannot be
-//! passed on before its tool calls are judged, and holding it is not built yet.
+//! Streamed Chat Completions are held until the model has finished and the answer was
+//! judged ([`stream`]); streamed Responses API calls are refused with a 400 for now.
 
 mod calls;
 mod reply;
+mod stream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -262,18 +263,23 @@ async fn call(
                     "warden: the request body must be a JSON object",
                 ));
             }
-            if v.get("stream").and_then(Value::as_bool) == Some(true) {
+            if route == Route::Responses && v.get("stream").and_then(Value::as_bool) == Some(true) {
                 return Err(reply::error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request_error",
                     Some("stream_unsupported"),
-                    "warden: streaming responses are not supported by this warden llm yet (their tool calls could not be checked before they reach you); send the request without \"stream\": true. Nothing was sent to the model.",
+                    "warden: streamed Responses API calls are not supported by this warden llm yet (their tool calls could not be checked before they reach you); send the request without \"stream\": true. Nothing was sent to the model.",
                 ));
             }
             Some(v)
         }
         _ => None,
     };
+    let streamed = json
+        .as_ref()
+        .and_then(|v| v.get("stream"))
+        .and_then(Value::as_bool)
+        == Some(true);
     let model = json
         .as_ref()
         .and_then(|v| v.get("model"))
@@ -338,8 +344,13 @@ async fn call(
     if status.is_success()
         && let Some(_) = &json
     {
-        let parsed: Value = serde_json::from_slice(&answer).map_err(|e| {
-            reply::error(StatusCode::BAD_GATEWAY, "upstream_error", None, format!("warden: the provider's answer is not valid JSON, so its tool calls cannot be checked: {e}"))
+        let parsed: Value = if streamed {
+            stream::events(&answer).and_then(|ev| stream::assemble(&ev))
+        } else {
+            serde_json::from_slice(&answer).map_err(|e| format!("not valid JSON: {e}"))
+        }
+        .map_err(|e| {
+            reply::error(StatusCode::BAD_GATEWAY, "upstream_error", None, format!("warden: the provider's answer cannot be read ({e}), so its tool calls cannot be checked; it is withheld"))
         })?;
         usage = usage_of(&parsed);
         let refused = judge_calls(shared, &action, &parsed).await;
@@ -364,7 +375,11 @@ async fn call(
             calls::remove(&mut rewritten, &refused);
         }
         if rewritten != parsed {
-            out_body = Bytes::from(rewritten.to_string());
+            out_body = if streamed {
+                stream::synthesize(&rewritten)
+            } else {
+                Bytes::from(rewritten.to_string())
+            };
         }
     }
     let error = if status.is_success() {

@@ -2,7 +2,9 @@
 
 POST /v1/chat/completions answers from a script keyed by the last user message: the
 scripts below propose tool calls (one, or several in parallel), or answer with text.
-POST /v1/responses does the same in the Responses API shape. GET /v1/models lists two
+With "stream": true the answer comes as server-sent events, text and tool-call
+arguments in fragments of a few characters, and a usage chunk when
+stream_options.include_usage is set. POST /v1/responses does the same in the Responses API shape. GET /v1/models lists two
 models. A message "fail-500" makes the provider answer 500; "leak" answers text holding an API
 key and an email address. Every request is recorded
 as one JSON line in --record (path, headers, body), so a test can assert what reached
@@ -53,6 +55,35 @@ def chat_answer(model, last):
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": {"prompt_tokens": 21, "completion_tokens": 7, "total_tokens": 28},
     }
+
+
+def chat_stream(answer, include_usage):
+    """The answer as server-sent events, content and arguments in small fragments."""
+    base = {k: answer[k] for k in ("id", "created", "model", "system_fingerprint")}
+    base["object"] = "chat.completion.chunk"
+    choice = answer["choices"][0]
+    message = choice["message"]
+
+    def chunk(delta, finish=None):
+        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                      "finish_reason": finish}]}
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    text = message.get("content") or ""
+    for i in range(0, len(text), 5):
+        events.append(chunk({"content": text[i:i + 5]}))
+    for k, call in enumerate(message.get("tool_calls") or []):
+        args = call["function"]["arguments"]
+        events.append(chunk({"tool_calls": [{"index": k, "id": call["id"], "type": "function",
+                                             "function": {"name": call["function"]["name"],
+                                                          "arguments": ""}}]}))
+        for i in range(0, len(args), 4):
+            events.append(chunk({"tool_calls": [{"index": k,
+                                                 "function": {"arguments": args[i:i + 4]}}]}))
+    events.append(chunk({}, choice["finish_reason"]))
+    if include_usage:
+        events.append({**base, "choices": [], "usage": answer["usage"]})
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
 
 
 def responses_answer(model, last):
@@ -135,7 +166,17 @@ def main():
                                                   "type": "server_error"}})
             model = body.get("model", "fake-large")
             if self.path == "/v1/chat/completions":
-                return self._send(200, chat_answer(model, last))
+                answer = chat_answer(model, last)
+                if body.get("stream"):
+                    include = (body.get("stream_options") or {}).get("include_usage", False)
+                    data = chat_stream(answer, include).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return None
+                return self._send(200, answer)
             if self.path == "/v1/responses":
                 return self._send(200, responses_answer(model, last))
             self._send(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})

@@ -1,7 +1,7 @@
 """The official `openai` Python SDK as the agent in the warden llm tests.
 
 usage: openai_client.py BASE_URL SESSION KIND PROMPT
-KIND: chat | responses | models. Prints one JSON object: what the SDK parsed (content,
+KIND: chat | chat-stream | responses | models. Prints one JSON object: what the SDK parsed (content,
 tool calls, finish reason, usage), or the API error it raised (status, type, message).
 """
 
@@ -33,6 +33,30 @@ def main():
                                    "arguments": t.function.arguments}
                                   for t in (c.message.tool_calls or [])],
                    "usage": [r.usage.prompt_tokens, r.usage.completion_tokens]}
+        elif kind == "chat-stream":
+            stream = client.chat.completions.create(
+                model="fake-large", tools=TOOLS, stream=True,
+                stream_options={"include_usage": True},
+                messages=[{"role": "user", "content": prompt}])
+            content, calls, finish, usage = None, {}, None, None
+            for chunk in stream:
+                if chunk.usage:
+                    usage = [chunk.usage.prompt_tokens, chunk.usage.completion_tokens]
+                for c in chunk.choices:
+                    if c.delta.content is not None:
+                        content = (content or "") + c.delta.content
+                    for t in c.delta.tool_calls or []:
+                        slot = calls.setdefault(t.index, {"id": None, "name": "", "arguments": ""})
+                        if t.id:
+                            slot["id"] = t.id
+                        if t.function and t.function.name:
+                            slot["name"] += t.function.name
+                        if t.function and t.function.arguments:
+                            slot["arguments"] += t.function.arguments
+                    if c.finish_reason:
+                        finish = c.finish_reason
+            out = {"content": content or None, "finish_reason": finish,
+                   "tool_calls": [calls[k] for k in sorted(calls)], "usage": usage}
         else:
             r = client.responses.create(
                 model="fake-large", input=prompt,

@@ -268,12 +268,16 @@ async fn model_calls_are_judged_before_the_provider_sees_them() {
     );
     assert_eq!(w.received().len(), before);
 
-    // Malformed and streaming requests: 400 in the same shape, nothing forwarded.
-    for body in [
-        "{not json",
-        r#"{"model":"fake-large","stream":true,"messages":[]}"#,
+    // Malformed requests and streamed Responses API calls (not supported yet): 400 in
+    // the same shape, nothing forwarded.
+    for (path, body) in [
+        ("chat/completions", "{not json"),
+        (
+            "responses",
+            r#"{"model":"fake-large","stream":true,"input":"hi"}"#,
+        ),
     ] {
-        let (status, text) = post(&format!("{base}/chat/completions"), body, &[]);
+        let (status, text) = post(&format!("{base}/{path}"), body, &[]);
         let v: Value = serde_json::from_str(&text).expect("JSON error");
         assert_eq!(
             (status, v["error"]["type"].as_str()),
@@ -345,4 +349,54 @@ async fn secrets_in_model_text_are_tagged_and_redacted() {
     );
     assert!(content.contains("[REDACTED:"), "{content}");
     assert_eq!(v["finish_reason"], "stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_held_until_checked() {
+    let w = world().await;
+    let (_llm, base) = w.llm(&w.daemon.addr.to_string(), &["--redact-detected"]);
+
+    // Allowed: the provider's events pass byte for byte.
+    let request = r#"{"model":"fake-large","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"echo"}]}"#;
+    let (status, through) = post(&format!("{base}/chat/completions"), request, &[]);
+    let (_, direct) = post(&format!("{}/chat/completions", w.upstream()), request, &[]);
+    assert_eq!(status, 200);
+    assert!(
+        direct.matches("data: ").count() > 10,
+        "fragmented: {direct}"
+    );
+    assert_eq!(through, direct);
+    let v = sdk(&base, "s-stream-echo", "chat-stream", "echo");
+    assert_eq!(
+        v["tool_calls"][0]["arguments"], "{\"command\": \"echo hello\"}",
+        "{v}"
+    );
+    assert_eq!(v["finish_reason"], "tool_calls");
+    assert_eq!(v["usage"], serde_json::json!([21, 7]));
+
+    // `rm -rf /` in fragments: never a callable call; parallel calls keep the allowed one.
+    let v = sdk(&base, "s-stream-rm", "chat-stream", "rm");
+    assert_eq!(v["tool_calls"], serde_json::json!([]), "{v}");
+    assert_eq!(v["finish_reason"], "stop");
+    assert!(
+        v["content"].as_str().unwrap_or("").contains("was not run"),
+        "{v}"
+    );
+    assert_eq!(
+        v["usage"],
+        serde_json::json!([21, 7]),
+        "the usage chunk survives"
+    );
+    let v = sdk(&base, "s-stream-both", "chat-stream", "both");
+    let calls = v["tool_calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(calls[0]["arguments"], "{\"command\": \"echo hello\"}");
+
+    // A key split over several events is still found and redacted.
+    let v = sdk(&base, "s-stream-leak", "chat-stream", "leak");
+    let content = v["content"].as_str().unwrap_or("");
+    assert!(
+        !content.contains("sk-proj-") && content.contains("[REDACTED:"),
+        "{content}"
+    );
 }
