@@ -54,12 +54,32 @@ pub struct ProxyArgs {
     /// Sessions the requests are spread over (each connection stays in one).
     #[arg(long, default_value_t = 32)]
     pub sessions: usize,
+    /// `bench llm` only: streamed calls (`"stream": true`); the fake provider answers
+    /// the same completion as server-sent events in fragments.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 const BODY: &[u8] = &[b'x'; 256];
 
 /// What the `llm` upstream answers: a completion proposing one allowed tool call.
 const COMPLETION: &[u8] = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"run_command","arguments":"{\"command\":\"echo hello\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":42,"completion_tokens":9,"total_tokens":51}}"#;
+
+/// [`COMPLETION`] as a provider streams it: role, the call's arguments in fragments,
+/// finish, usage, `[DONE]`.
+const STREAMED_COMPLETION: &[u8] = concat!(
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"run_command\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"command\\\":\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"echo hello\\\"}\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+    "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":42,\"completion_tokens\":9,\"total_tokens\":51}}\n\n",
+    "data: [DONE]\n\n",
+)
+.as_bytes();
+
+/// What the agent sends in the `llm` benchmark, streamed.
+const CHAT_STREAM_REQUEST: &str = r#"{"model":"bench-model","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"say hello in the shell"}],"tools":[{"type":"function","function":{"name":"run_command","parameters":{"type":"object","properties":{"command":{"type":"string"}}}}}]}"#;
 
 /// What the agent sends in the `llm` benchmark.
 const CHAT_REQUEST: &str = r#"{"model":"bench-model","messages":[{"role":"user","content":"say hello in the shell"}],"tools":[{"type":"function","function":{"name":"run_command","parameters":{"type":"object","properties":{"command":{"type":"string"}}}}}]}"#;
@@ -95,6 +115,7 @@ async fn run_for(args: ProxyArgs, which: Interceptor) -> anyhow::Result<()> {
     }
     let answer = match which {
         Interceptor::Proxy => BODY,
+        Interceptor::Llm if args.stream => STREAMED_COMPLETION,
         Interceptor::Llm => COMPLETION,
     };
     let upstream = start_upstream(Duration::from_millis(args.upstream_delay_ms), answer).await?;
@@ -166,8 +187,14 @@ async fn run_for(args: ProxyArgs, which: Interceptor) -> anyhow::Result<()> {
             "warden proxy",
         ),
         Interceptor::Llm => (
-            Route::ChatDirect { port },
-            Route::ChatFilter { port: proxy_port },
+            Route::ChatDirect {
+                port,
+                stream: args.stream,
+            },
+            Route::ChatFilter {
+                port: proxy_port,
+                stream: args.stream,
+            },
             "warden llm",
         ),
     };
@@ -197,10 +224,10 @@ enum Route {
     /// Absolute-form requests to the proxy, for the upstream under a name the policy
     /// sees as an external host.
     Proxy { port: u16 },
-    /// A chat completion straight to the fake provider.
-    ChatDirect { port: u16 },
+    /// A chat completion straight to the fake provider (streamed or not).
+    ChatDirect { port: u16, stream: bool },
     /// The same chat completion through `warden llm`.
-    ChatFilter { port: u16 },
+    ChatFilter { port: u16, stream: bool },
 }
 
 impl Route {
@@ -216,13 +243,18 @@ impl Route {
                     basic(&format!("bench-agent/bench-session-{session}")),
                 )
                 .body(Full::default())?,
-            Route::ChatDirect { port } | Route::ChatFilter { port } => {
+            Route::ChatDirect { port, stream } | Route::ChatFilter { port, stream } => {
+                let body = if stream {
+                    CHAT_STREAM_REQUEST
+                } else {
+                    CHAT_REQUEST
+                };
                 Request::post("/v1/chat/completions")
                     .header("host", format!("127.0.0.1:{port}"))
                     .header("content-type", "application/json")
                     .header("authorization", "Bearer sk-bench")
                     .header("x-warden-session", format!("bench-session-{session}"))
-                    .body(Full::new(Bytes::from_static(CHAT_REQUEST.as_bytes())))?
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))?
             }
         };
         Ok(request)
