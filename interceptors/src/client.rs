@@ -40,6 +40,24 @@ pub struct IdentityArgs {
     pub fail_open: bool,
 }
 
+/// `--wait-approval[=TIMEOUT]`, the same for every interceptor.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct ApprovalWait {
+    /// When the policy requires approval, wait for an approver up to TIMEOUT (default
+    /// 10m when given without a value, e.g. `--wait-approval=30m`), then ask again and
+    /// go ahead if allowed. Without it the refusal names the approval at once (an
+    /// interactive `warden shell` asks y/N instead).
+    #[arg(
+        long,
+        value_name = "TIMEOUT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "10m",
+        value_parser = crate::admin::parse_duration
+    )]
+    pub(crate) wait_approval: Option<Duration>,
+}
+
 impl IdentityArgs {
     /// Fills the identity fields of an action.
     pub fn stamp(&self, action: &mut Action) {
@@ -104,14 +122,7 @@ impl DaemonClient {
     pub async fn connect(args: &IdentityArgs) -> Result<DaemonClient, NoDecision> {
         let addr = args.url();
         let timeout = Duration::from_millis(args.timeout_ms);
-        let endpoint = Endpoint::from_shared(addr.clone())
-            .map_err(|e| NoDecision::Unreachable {
-                addr: addr.clone(),
-                detail: format!("invalid address: {e}"),
-            })?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .tcp_nodelay(true);
+        let endpoint = endpoint(&addr, timeout)?;
         let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
             Err(_) => return Err(NoDecision::TimedOut { addr, timeout }),
             Ok(Err(e)) => {
@@ -136,15 +147,7 @@ impl DaemonClient {
     pub fn lazy(args: &IdentityArgs) -> Result<DaemonClient, NoDecision> {
         let addr = args.url();
         let timeout = Duration::from_millis(args.timeout_ms);
-        let channel = Endpoint::from_shared(addr.clone())
-            .map_err(|e| NoDecision::Unreachable {
-                addr: addr.clone(),
-                detail: format!("invalid address: {e}"),
-            })?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = endpoint(&addr, timeout)?.connect_lazy();
         Ok(DaemonClient {
             inner: DecisionsClient::new(channel.clone()),
             channel,
@@ -330,6 +333,18 @@ impl DaemonClient {
             _ => NoDecision::Failed(status.message().to_string()),
         }
     }
+}
+
+/// The daemon's endpoint with the per-call deadline as connect and request timeout.
+fn endpoint(addr: &str, timeout: Duration) -> Result<Endpoint, NoDecision> {
+    Ok(Endpoint::from_shared(addr.to_string())
+        .map_err(|e| NoDecision::Unreachable {
+            addr: addr.to_string(),
+            detail: format!("invalid address: {e}"),
+        })?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .tcp_nodelay(true))
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

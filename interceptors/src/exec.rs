@@ -26,17 +26,8 @@ use crate::{EXIT_CANNOT_RUN, EXIT_NO_DECISION, EXIT_REFUSED};
 pub struct ExecArgs {
     #[command(flatten)]
     identity: IdentityArgs,
-    /// When the policy requires approval, wait for an approver (up to TIMEOUT, default
-    /// 10m; e.g. `--wait-approval=30m`), then ask again and run if allowed.
-    #[arg(
-        long,
-        value_name = "TIMEOUT",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "10m",
-        value_parser = crate::admin::parse_duration
-    )]
-    wait_approval: Option<std::time::Duration>,
+    #[command(flatten)]
+    approval: crate::client::ApprovalWait,
     /// The command and its arguments (after `--`).
     #[arg(
         required = true,
@@ -82,7 +73,7 @@ pub(crate) async fn run(args: ExecArgs) -> i32 {
         }
     };
 
-    let decision = match args.wait_approval {
+    let decision = match args.approval.wait_approval {
         Some(timeout) if decision.verdict() == Verdict::RequireApproval => {
             match wait_for_approval(&mut client, &action, decision, timeout).await {
                 Ok(d) => d,

@@ -54,18 +54,8 @@ pub struct McpArgs {
     /// `NAME=http(s)://…` (streamable HTTP). Repeatable; adds to the file's.
     #[arg(long = "upstream", value_name = "NAME=CMD|URL", value_parser = config::parse_shortcut)]
     upstreams: Vec<config::Upstream>,
-    /// When the policy requires approval, hold the call up to TIMEOUT (default 10m)
-    /// for an approver, then ask again; without it the agent gets the approval id
-    /// at once.
-    #[arg(
-        long,
-        value_name = "TIMEOUT",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "10m",
-        value_parser = parse_duration
-    )]
-    wait_approval: Option<Duration>,
+    #[command(flatten)]
+    approval: crate::client::ApprovalWait,
     /// Redact every detected secret and PII in results, whatever the decision.
     #[arg(long)]
     redact_detected: bool,
@@ -129,7 +119,7 @@ async fn serve(args: McpArgs) -> anyhow::Result<()> {
         client,
         upstreams,
         relay,
-        wait_approval: args.wait_approval.or(cfg.wait_approval),
+        wait_approval: args.approval.wait_approval.or(cfg.wait_approval),
         redact_detected: args.redact_detected || cfg.redact_detected,
         resources: Mutex::new(HashMap::new()),
     });

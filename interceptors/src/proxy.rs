@@ -62,18 +62,8 @@ pub struct ProxyArgs {
     /// get 431.
     #[arg(long, default_value_t = 64 * 1024)]
     max_header_bytes: usize,
-    /// When the policy requires approval, hold the request up to TIMEOUT (default 10m)
-    /// for an approver, then ask again; without it the client gets 403 with the
-    /// approval id at once.
-    #[arg(
-        long,
-        value_name = "TIMEOUT",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "10m",
-        value_parser = parse_duration
-    )]
-    wait_approval: Option<Duration>,
+    #[command(flatten)]
+    approval: crate::client::ApprovalWait,
     /// On SIGTERM/SIGINT: stop accepting, then give open exchanges this long to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -139,7 +129,7 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         upstreams,
         upstream_timeout: args.upstream_timeout,
         idle_timeout: args.idle_timeout,
-        wait_approval: args.wait_approval,
+        wait_approval: args.approval.wait_approval,
         listen,
         _drain: drain,
     });

@@ -17,7 +17,6 @@ mod interactive;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -28,18 +27,8 @@ use crate::client::IdentityArgs;
 pub struct ShellArgs {
     #[command(flatten)]
     identity: IdentityArgs,
-    /// When the policy requires approval in a script or `-c` command, wait for an
-    /// approver (up to TIMEOUT, default 10m), then ask again. Without it such commands
-    /// are refused. At an interactive prompt the user is asked instead.
-    #[arg(
-        long,
-        value_name = "TIMEOUT",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "10m",
-        value_parser = crate::admin::parse_duration
-    )]
-    wait_approval: Option<Duration>,
+    #[command(flatten)]
+    approval: crate::client::ApprovalWait,
     /// History file of the interactive shell (default
     /// $XDG_STATE_HOME/warden/shell_history, or ~/.local/state/warden/shell_history).
     #[arg(long, env = "WARDEN_SHELL_HISTORY", value_name = "FILE")]
@@ -94,7 +83,7 @@ pub(crate) async fn run(args: ShellArgs) -> i32 {
         (None, true) => Mode::Stdin,
     };
     let interactive = matches!(mode, Mode::Interactive { .. });
-    let decider = decide::Decider::new(args.identity, interactive, args.wait_approval);
+    let decider = decide::Decider::new(args.identity, interactive, args.approval.wait_approval);
     match hook::run_bash(&args.bash, mode, decider).await {
         Ok(code) => code,
         Err(e) => {
