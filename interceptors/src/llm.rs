@@ -354,22 +354,18 @@ async fn call(
         })?;
         usage = usage_of(&parsed);
         let refused = judge_calls(shared, &action, &parsed).await;
-        let redactor = Redactor::new(decision.as_ref(), shared.redact_detected).map_err(|e| {
+        let withheld = |e: String| {
             reply::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "warden_error",
                 None,
                 format!("warden: {e}; the answer is withheld"),
             )
-        })?;
-        let (mut rewritten, scan) = outcome::inspect(parsed.clone(), &redactor).map_err(|e| {
-            reply::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "warden_error",
-                None,
-                format!("warden: {e}; the answer is withheld"),
-            )
-        })?;
+        };
+        let redactor =
+            Redactor::new(decision.as_ref(), shared.redact_detected).map_err(withheld)?;
+        let (mut rewritten, scan) =
+            outcome::inspect(parsed.clone(), &redactor).map_err(withheld)?;
         tags = scan.tags;
         if !refused.is_empty() {
             calls::remove(&mut rewritten, &refused);
