@@ -456,7 +456,7 @@ async fn judge_calls(shared: &Shared, call: &Action, body: &Value) -> Vec<(calls
             channel: "llm".into(),
             tool: p.name.clone(),
             operation: "call".into(),
-            arguments: Some(to_struct(arguments)),
+            arguments: Some(crate::mcp::judge::to_struct(&arguments)),
             ..Default::default()
         };
         action
@@ -637,27 +637,6 @@ fn is_hop_by_hop(name: &str) -> bool {
             | "transfer-encoding"
             | "upgrade"
     )
-}
-
-fn to_struct(map: serde_json::Map<String, Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
-    }
-}
-
-fn to_value(v: Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s),
-        Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-            values: a.into_iter().map(to_value).collect(),
-        }),
-        Value::Object(m) => Kind::StructValue(to_struct(m)),
-    };
-    prost_types::Value { kind: Some(kind) }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 mod config;
 mod gateway;
-mod judge;
+pub(crate) mod judge;
 pub(crate) mod outcome;
 mod upstream;
 
