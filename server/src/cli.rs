@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// counters are not affected.
     #[arg(long, env = "WARDEN_USAGE_RETENTION", default_value = "90d", value_parser = parse_interval)]
     pub usage_retention: Duration,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (decisions and their latency
+    /// by channel and verdict; model tokens, cost and latency by model). Off by default.
+    #[arg(long, env = "WARDEN_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A duration flag: `2s`, `1m`, or `0`.
@@ -211,6 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 approval_timeout: args.approval_timeout,
                 usage_retention: Some(args.usage_retention).filter(|d| !d.is_zero()),
                 admin_token_file: args.admin_token_file,
+                metrics_listen: args.metrics_listen,
                 alerts: crate::alerts::AlertConfig {
                     retry_base: args.alert_retry_base,
                     retry_max: args.alert_retry_max,

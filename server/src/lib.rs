@@ -15,6 +15,7 @@ pub mod duration;
 mod error;
 pub use error::{CAUSE_AUDIT_STORE, CAUSE_KEY};
 mod ids;
+pub mod metrics;
 pub mod normalize;
 pub mod policy;
 mod redact;

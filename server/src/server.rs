@@ -58,6 +58,8 @@ pub struct ServeConfig {
     pub usage_retention: Option<Duration>,
     /// Alert delivery: retries, backoff, polling and retention of the outbox.
     pub alerts: AlertConfig,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServeConfig {
@@ -74,6 +76,7 @@ impl Default for ServeConfig {
             admin_token_file: None,
             usage_retention: Some(Duration::from_secs(90 * 86_400)),
             alerts: AlertConfig::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -168,6 +171,14 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("--metrics-listen: cannot listen on {at}"))?,
+        ),
+        None => None,
+    };
 
     if settings.has_admin_token() {
         tracing::warn!(
@@ -205,6 +216,17 @@ pub async fn run(
         settings,
         alerts,
         rate_cache: Arc::default(),
+        metrics: Arc::default(),
+    };
+    let metrics_endpoint = match metrics_listener {
+        Some(listener) => {
+            tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+            Some(tokio::spawn(crate::metrics::http::serve(
+                listener,
+                shared.metrics.clone(),
+            )))
+        }
+        None => None,
     };
     let sighup = tokio::spawn(reload_on_sighup(policy.clone()));
     let housekeeping = tokio::spawn(housekeeping(store.clone(), config.usage_retention));
@@ -312,6 +334,9 @@ pub async fn run(
     housekeeping.abort();
     if let Some(w) = watcher {
         w.abort();
+    }
+    if let Some(m) = metrics_endpoint {
+        m.abort();
     }
     // The audit writer commits what is queued while the alert worker finishes the
     // deliveries under way and gives back the leases of the rest.

@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     pub(crate) alerts: Alerts,
     /// Rate-limit buckets this daemon last saw empty (the local fast path).
     pub(crate) rate_cache: Arc<rate_limits::RateCache>,
+    /// What `--metrics-listen` serves.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Daemon settings the services read.

@@ -8,6 +8,7 @@
 mod alerts;
 mod approvals;
 mod budgets;
+mod gate;
 mod postgres;
 mod rate_limits;
 mod sessions;
@@ -19,7 +20,7 @@ pub use approvals::{
 };
 pub use budgets::{AdmissionPlan, Admitted, BudgetRow, Charge, Refusal, Refused, UsageRow};
 pub use rate_limits::{BucketRow, Take};
-pub use sessions::SessionKey;
+pub use sessions::{SessionKey, Settlement};
 
 use std::time::Duration;
 
@@ -80,6 +81,9 @@ pub struct Store {
     /// SQLite only: the same file with `synchronous=NORMAL`, for deferred writes (see
     /// [`Store::begin_sqlite_deferred`]).
     sqlite_deferred: Option<sqlx::SqlitePool>,
+    /// SQLite only: this file's writers queue here before `BEGIN IMMEDIATE` (see
+    /// `store/gate.rs`).
+    sqlite_gate: Option<gate::WriteGate>,
     /// The URL with any password masked, for messages.
     display_url: String,
 }
@@ -101,7 +105,9 @@ impl Store {
             source,
         };
         let mut sqlite_deferred = None;
+        let mut sqlite_gate = None;
         let backend = if url.starts_with("sqlite:") {
+            sqlite_gate = Some(gate::WriteGate::for_url(url));
             let pool = sqlite::connect(url, true).await.map_err(connect_err)?;
             sqlite_deferred = Some(sqlite::connect(url, false).await.map_err(connect_err)?);
             Backend::Sqlite(pool)
@@ -113,6 +119,7 @@ impl Store {
         Ok(Store {
             backend,
             sqlite_deferred,
+            sqlite_gate,
             display_url,
         })
     }
@@ -125,15 +132,35 @@ impl Store {
     /// from any connection or process. A crash can lose only deferred writes whose
     /// decision was never answered. On PostgreSQL the same is
     /// [`PG_BEGIN_DEFERRED`].
+    ///
+    /// The transaction holds this file's write turn (`store/gate.rs`): keep the
+    /// returned turn alive until the transaction has committed or rolled back.
     async fn begin_sqlite_deferred(
         &self,
         pool: &sqlx::SqlitePool,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.sqlite_deferred
+    ) -> Result<
+        (
+            Option<gate::WriteTurn>,
+            sqlx::Transaction<'static, sqlx::Sqlite>,
+        ),
+        sqlx::Error,
+    > {
+        let turn = self.sqlite_write_turn().await;
+        let tx = self
+            .sqlite_deferred
             .as_ref()
             .unwrap_or(pool)
             .begin_with("BEGIN IMMEDIATE")
-            .await
+            .await?;
+        Ok((turn, tx))
+    }
+
+    /// This process's turn to write to the SQLite file; `None` on PostgreSQL.
+    async fn sqlite_write_turn(&self) -> Option<gate::WriteTurn> {
+        match &self.sqlite_gate {
+            Some(gate) => Some(gate.turn().await),
+            None => None,
+        }
     }
 
     /// "sqlite" or "postgres".
@@ -165,7 +192,10 @@ impl Store {
             return Ok(Vec::new());
         }
         match &self.backend {
-            Backend::Sqlite(pool) => sqlite::append_batch(pool, records).await,
+            Backend::Sqlite(pool) => {
+                let _turn = self.sqlite_write_turn().await;
+                sqlite::append_batch(pool, records).await
+            }
             Backend::Postgres(pool) => postgres::append_batch(pool, records).await,
         }
     }

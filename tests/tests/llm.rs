@@ -47,7 +47,15 @@ async fn world() -> World {
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).expect("policy");
     let db = TestDb::sqlite().await;
-    let daemon = Daemon::start(&db.url, &["--policy", policy.to_str().expect("path")]);
+    let daemon = Daemon::start(
+        &db.url,
+        &[
+            "--policy",
+            policy.to_str().expect("path"),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
     World {
         _dir: dir,
         record,
@@ -58,6 +66,27 @@ async fn world() -> World {
 }
 
 impl World {
+    /// The daemon's Prometheus text, scraped over plain HTTP as Prometheus would.
+    fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let log = self.daemon.log();
+        let addr = log
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|rest| rest.split("/metrics").next())
+            .unwrap_or_else(|| panic!("no metrics address in the daemon's log:\n{log}"));
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: wardend\r\nConnection: close\r\n\r\n")
+            .expect("send scrape");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read scrape");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        body.to_string()
+    }
+
     fn upstream(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.fake.addr)
     }
@@ -239,6 +268,22 @@ async fn model_calls_are_judged_before_the_provider_sees_them() {
         (info.cost_usd - (21.0 * 1.0 + 7.0 * 2.0) / 1e6).abs() < 1e-9,
         "{info:?}"
     );
+    // And into the daemon's metrics: tokens, cost and provider latency per model, and
+    // both decisions (the call, the tool-less answer has none) by channel.
+    let metrics = w.metrics();
+    for line in [
+        "warden_llm_tokens_total{model=\"fake-large\",kind=\"prompt\"} 21",
+        "warden_llm_tokens_total{model=\"fake-large\",kind=\"completion\"} 7",
+        "warden_llm_cost_usd_total{model=\"fake-large\"} 0.000035",
+        "warden_llm_call_duration_seconds_count{model=\"fake-large\"} 1",
+        "warden_decisions_total{channel=\"llm\",verdict=\"allow\"} 1",
+        "warden_reports_total{channel=\"llm\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
 
     // A run cap spent: the next call is a 429 in OpenAI's shape, never forwarded.
     sessions

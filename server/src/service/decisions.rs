@@ -18,7 +18,7 @@ use crate::normalize::{self, NormalizedAction};
 use crate::policy::Verdict;
 use crate::redact;
 use crate::session::{self, Escalation, Observation, SessionState, Zone};
-use crate::store::SessionKey;
+use crate::store::{SessionKey, Settlement};
 
 /// The most one report may claim; more is refused as absurd.
 const MAX_REPORTED_TOKENS: u64 = 100_000_000;
@@ -43,6 +43,7 @@ impl DecisionsService {
     }
 
     async fn evaluate(&self, req: EvaluateRequest) -> Result<Decision, ApiError> {
+        let arrived = std::time::Instant::now();
         // 1. Normalize once; nothing after this is sloppy.
         let action = normalize::normalize(req.action.as_ref())?;
         budgets::check_estimates(&action)?;
@@ -190,6 +191,11 @@ impl DecisionsService {
             self.shared.alerts.emit(event).await;
         }
         // 8. Answer.
+        self.shared.metrics.decision(
+            action.channel.as_str(),
+            gated.verdict.as_str(),
+            arrived.elapsed(),
+        );
         let redactions = if gated.verdict == Verdict::AllowWithRedaction {
             outcome.redactions
         } else {
@@ -267,6 +273,8 @@ impl DecisionsService {
 
     async fn report(&self, req: ReportRequest) -> Result<ReportResponse, ApiError> {
         let action = normalize::normalize(req.action.as_ref())?;
+        // Refused before anything is stored, as in Evaluate: the settlement reads them.
+        budgets::check_estimates(&action)?;
         let result = req
             .result
             .as_ref()
@@ -292,39 +300,43 @@ impl DecisionsService {
         let usage = budgets::reported_usage(&policy, &action, result, req.decision_seq, now);
         observation.cost_micro_usd = usage.cost_micro_usd;
         let guard = &self.shared.guard;
-        let (zone, escalations, budgets) = self
+        // The observation, and the usage settled against the budgets it counts against
+        // (kept in the history), in one transaction.
+        let history = budgets::carries_usage(&usage).then_some(&usage);
+        let ((zone, escalations, budgets), after) = self
             .shared
             .store
-            .session_step(&session_key(&action), |stored| {
+            .session_step_settle(&session_key(&action), |stored| {
                 // A result still counts after the session ended: what was read was read.
                 let state = stored.unwrap_or_else(|| SessionState::new(now));
                 let (next, fired) = session::observe(&policy, &state, &observation, now);
                 let zone = next.zone;
-                let budgets = if policy.budgets().is_empty() {
+                let budgets: Vec<_> = if policy.budgets().is_empty() {
                     Vec::new()
                 } else {
-                    policy.budgets_for(&policy.context(&action, guard), zone, &next.tags)
+                    policy
+                        .budgets_for(&policy.context(&action, guard), zone, &next.tags)
+                        .iter()
+                        .filter_map(|&i| policy.budgets().get(i))
+                        .collect()
                 };
-                Ok::<_, ApiError>((next, (zone, fired, budgets)))
+                let settle = if !budgets.is_empty() || history.is_some() {
+                    Some(Settlement {
+                        charges: budgets::settlement(&budgets, &action, &usage, now)?,
+                        usage: history.cloned(),
+                        now,
+                    })
+                } else {
+                    None
+                };
+                Ok::<_, ApiError>((next, (zone, fired, budgets), settle))
             })
             .await?;
-        let budgets: Vec<_> = budgets
-            .iter()
-            .filter_map(|&i| policy.budgets().get(i))
-            .collect();
-        // Usage is settled against the budgets and kept in the history.
-        let mut budget_events = Vec::new();
-        let history = budgets::carries_usage(&usage).then_some(&usage);
-        if !budgets.is_empty() || history.is_some() {
-            let charges = budgets::settlement(&budgets, &action, &usage, now)?;
-            let after = self
-                .shared
-                .store
-                .budget_settle(&charges, history, now)
-                .await?;
-            budget_events =
-                budgets::threshold_alerts(&self.shared, &budgets, &after, &action).await?;
-        }
+        let budget_events = if budgets.is_empty() {
+            Vec::new()
+        } else {
+            budgets::threshold_alerts(&self.shared, &budgets, &after, &action).await?
+        };
         let body = RecordBody {
             time_us: now,
             kind: KIND_REPORT.into(),
@@ -336,6 +348,7 @@ impl DecisionsService {
             ..identity_body(&action)
         };
         let committed = self.shared.audit.append(body).await?;
+        self.shared.metrics.report(&usage);
         for event in budget_events {
             self.shared
                 .alerts

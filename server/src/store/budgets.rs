@@ -361,6 +361,36 @@ macro_rules! settle_in {
     }};
 }
 
+/// Settles sorted `charges` and writes the usage history row on `conn`, inside the
+/// caller's transaction (a settlement alone, or a report's session step).
+pub(super) async fn settle_on_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    charges: &[Charge],
+    usage: Option<&UsageRow>,
+    now: i64,
+) -> Result<Vec<BudgetRow>, StoreError> {
+    let insert = sqlite_sql(INSERT_USAGE);
+    Ok(settle_in!(conn, charges, usage, now, SETTLE_SQLITE, insert))
+}
+
+/// [`settle_on_sqlite`] on PostgreSQL.
+pub(super) async fn settle_on_pg(
+    conn: &mut sqlx::PgConnection,
+    charges: &[Charge],
+    usage: Option<&UsageRow>,
+    now: i64,
+) -> Result<Vec<BudgetRow>, StoreError> {
+    let insert = INSERT_USAGE.to_string();
+    Ok(settle_in!(conn, charges, usage, now, SETTLE_PG, insert))
+}
+
+/// Charges in lock order: (budget, scope key), as admissions visit them.
+pub(super) fn in_lock_order(charges: &[Charge]) -> Vec<Charge> {
+    let mut charges = charges.to_vec();
+    charges.sort_by(|a, b| (&a.budget, &a.scope_key).cmp(&(&b.budget, &b.scope_key)));
+    charges
+}
+
 impl Store {
     /// Admits an action: takes a token from every rate-limit bucket and charges every
     /// budget, all or nothing. `Err` names the first bucket or hard budget that refused;
@@ -372,7 +402,7 @@ impl Store {
     ) -> Result<Result<Admitted, Refused>, StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut tx = self.begin_sqlite_deferred(pool).await?;
+                let (_turn, mut tx) = self.begin_sqlite_deferred(pool).await?;
                 let result = admit_on_sqlite(&mut tx, plan).await?;
                 commit_if_admitted(tx, result).await
             }
@@ -393,20 +423,17 @@ impl Store {
         usage: Option<&UsageRow>,
         now: i64,
     ) -> Result<Vec<BudgetRow>, StoreError> {
-        let mut charges = charges.to_vec();
-        charges.sort_by(|a, b| (&a.budget, &a.scope_key).cmp(&(&b.budget, &b.scope_key)));
+        let charges = in_lock_order(charges);
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut tx = self.begin_sqlite_deferred(pool).await?;
-                let insert = sqlite_sql(INSERT_USAGE);
-                let after = settle_in!(tx, &charges, usage, now, SETTLE_SQLITE, insert);
+                let (_turn, mut tx) = self.begin_sqlite_deferred(pool).await?;
+                let after = settle_on_sqlite(&mut tx, &charges, usage, now).await?;
                 tx.commit().await?;
                 Ok(after)
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin_with(super::PG_BEGIN_DEFERRED).await?;
-                let insert = INSERT_USAGE.to_string();
-                let after = settle_in!(tx, &charges, usage, now, SETTLE_PG, insert);
+                let after = settle_on_pg(&mut tx, &charges, usage, now).await?;
                 tx.commit().await?;
                 Ok(after)
             }

@@ -6,8 +6,12 @@
 
 use sqlx::{PgConnection, SqliteConnection};
 
-use super::budgets::{admit_on_pg, admit_on_sqlite, commit_if_admitted};
-use super::{AdmissionPlan, Admitted, Backend, Refused, Store, StoreError};
+use super::budgets::{
+    admit_on_pg, admit_on_sqlite, commit_if_admitted, in_lock_order, settle_on_pg, settle_on_sqlite,
+};
+use super::{
+    AdmissionPlan, Admitted, Backend, BudgetRow, Charge, Refused, Store, StoreError, UsageRow,
+};
 use crate::session::{SessionState, Zone};
 
 /// Identifies a session.
@@ -118,6 +122,28 @@ macro_rules! bind_session {
     };
 }
 
+/// What a session step runs after it wrote the state, in the same transaction.
+enum FollowUp {
+    /// Admit the action (rate limits and budgets), under a savepoint.
+    Admit(AdmissionPlan),
+    /// Settle a report's usage and write its history row.
+    Settle(Settlement),
+}
+
+/// What the follow-up did.
+enum FollowedUp {
+    Admitted(Result<Admitted, Refused>),
+    Settled(Vec<BudgetRow>),
+}
+
+/// A report's usage, to settle in its session step: what `Store::budget_settle` takes.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub charges: Vec<Charge>,
+    pub usage: Option<UsageRow>,
+    pub now: i64,
+}
+
 /// Creates the row of a session never seen, as a placeholder (`started_us = -1`) that
 /// only this transaction sees until it commits; no-op when the row exists.
 const INSERT_PLACEHOLDER_PG: &str = "INSERT INTO sessions (tenant, agent, session, started_us, last_seen_us) \
@@ -166,9 +192,58 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let (value, done) = self
+            .session_step_then(key, |stored| {
+                step(stored).map(|(next, v, plan)| (next, v, plan.map(FollowUp::Admit)))
+            })
+            .await?;
+        Ok((
+            value,
+            match done {
+                Some(FollowedUp::Admitted(result)) => Some(result),
+                _ => None,
+            },
+        ))
+    }
+
+    /// [`Store::session_step`] for a report: when `step` returns a [`Settlement`], it is
+    /// settled after the session state is written, in the same transaction, and the
+    /// counters after it come back (empty without one). One transaction instead of two;
+    /// lock order session row, then budget counters, as everywhere else.
+    pub async fn session_step_settle<T, E>(
+        &self,
+        key: &SessionKey,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<Settlement>), E>,
+    ) -> Result<(T, Vec<BudgetRow>), E>
+    where
+        E: From<StoreError>,
+    {
+        let (value, done) = self
+            .session_step_then(key, |stored| {
+                step(stored).map(|(next, v, settle)| (next, v, settle.map(FollowUp::Settle)))
+            })
+            .await?;
+        Ok((
+            value,
+            match done {
+                Some(FollowedUp::Settled(after)) => after,
+                _ => Vec::new(),
+            },
+        ))
+    }
+
+    /// The one session-step transaction both of the above run.
+    async fn session_step_then<T, E>(
+        &self,
+        key: &SessionKey,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<FollowUp>), E>,
+    ) -> Result<(T, Option<FollowedUp>), E>
+    where
+        E: From<StoreError>,
+    {
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut tx = self
+                let (_turn, mut tx) = self
                     .begin_sqlite_deferred(pool)
                     .await
                     .map_err(StoreError::from)?;
@@ -180,21 +255,30 @@ impl Store {
                         .map_err(StoreError::from)?;
                     current = sqlite_get(&mut tx, key).await?;
                 }
-                let (next, value, plan) = step(current.filter(is_real))?;
+                let (next, value, follow) = step(current.filter(is_real))?;
                 sqlite_put(&mut tx, key, &next).await?;
-                let admitted = match plan {
+                let done = match follow {
                     None => None,
-                    Some(plan) => Some(
+                    Some(FollowUp::Admit(plan)) => Some(FollowedUp::Admitted(
                         async {
                             let mut sp = sqlx::Connection::begin(&mut *tx).await?;
                             let result = admit_on_sqlite(&mut sp, &plan).await?;
                             commit_if_admitted(sp, result).await
                         }
                         .await?,
-                    ),
+                    )),
+                    Some(FollowUp::Settle(s)) => Some(FollowedUp::Settled(
+                        settle_on_sqlite(
+                            &mut tx,
+                            &in_lock_order(&s.charges),
+                            s.usage.as_ref(),
+                            s.now,
+                        )
+                        .await?,
+                    )),
                 };
                 tx.commit().await.map_err(StoreError::from)?;
-                Ok((value, admitted))
+                Ok((value, done))
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool
@@ -209,21 +293,25 @@ impl Store {
                         .map_err(StoreError::from)?;
                     current = pg_get(&mut tx, key, true).await?;
                 }
-                let (next, value, plan) = step(current.filter(is_real))?;
+                let (next, value, follow) = step(current.filter(is_real))?;
                 pg_put(&mut tx, key, &next).await?;
-                let admitted = match plan {
+                let done = match follow {
                     None => None,
-                    Some(plan) => Some(
+                    Some(FollowUp::Admit(plan)) => Some(FollowedUp::Admitted(
                         async {
                             let mut sp = sqlx::Connection::begin(&mut *tx).await?;
                             let result = admit_on_pg(&mut sp, &plan).await?;
                             commit_if_admitted(sp, result).await
                         }
                         .await?,
-                    ),
+                    )),
+                    Some(FollowUp::Settle(s)) => Some(FollowedUp::Settled(
+                        settle_on_pg(&mut tx, &in_lock_order(&s.charges), s.usage.as_ref(), s.now)
+                            .await?,
+                    )),
                 };
                 tx.commit().await.map_err(StoreError::from)?;
-                Ok((value, admitted))
+                Ok((value, done))
             }
         }
     }
