@@ -199,6 +199,17 @@ pub(crate) fn assemble(events: &[String]) -> Result<Value, String> {
             items
         }
     };
+    // As many items and parts as the indexes of a stream written back can say.
+    let too_many = |v: Option<&Value>| {
+        v.and_then(Value::as_array)
+            .is_some_and(|a| a.len() as u64 > MAX_INDEX + 1)
+    };
+    if too_many(response.get("output")) || items.values().any(|i| too_many(i.get("content"))) {
+        return Err(format!(
+            "more than {} output items or content parts",
+            MAX_INDEX + 1
+        ));
+    }
     verify(&seen, &items)?;
     Ok(response)
 }

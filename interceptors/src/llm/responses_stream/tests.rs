@@ -132,7 +132,9 @@ fn fragments_assemble_into_the_completed_response() {
 #[test]
 fn without_output_in_the_terminal_event_the_done_items_are_used() {
     let mut terminal = completed();
-    terminal.as_object_mut().map(|t| t.remove("output"));
+    if let Some(t) = terminal.as_object_mut() {
+        t.remove("output");
+    }
     let r = assembled(&provider_stream(terminal)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r, completed());
 }
@@ -192,9 +194,9 @@ fn a_synthesized_stream_says_the_same_response() {
         "role": "assistant",
         "content": [{"type": "output_text", "text": "[warden] not run.", "annotations": []},
                     {"type": "refusal", "refusal": "no"}]});
-    r["output"]
-        .as_array_mut()
-        .map(|o| o.push(json!({"type": "reasoning", "id": "rs_1", "summary": []})));
+    if let Some(o) = r["output"].as_array_mut() {
+        o.push(json!({"type": "reasoning", "id": "rs_1", "summary": []}));
+    }
     let again = synthesize(&r);
     let text = std::str::from_utf8(&again).unwrap_or_default();
     assert!(text.contains("event: response.incomplete\n"), "{text}");
@@ -288,4 +290,8 @@ fn broken_streams_are_refused() {
         json!({"output_index": 99999, "item": {}}),
     );
     assert!(refused(&far).contains("too large"));
+    let mut big = head("completed");
+    big["output"] = Value::Array(vec![json!(0); 4098]);
+    let big = ev(0, "response.completed", json!({"response": big}));
+    assert!(refused(&big).contains("more than 4097 output items"));
 }
