@@ -6,11 +6,12 @@
 //! operation `call`, the parsed arguments). Refused calls are removed and replaced by
 //! text the agent can read ([`calls`]). Usage from the response is reported.
 //!
-//! Streamed Chat Completions are held until the model has finished and the answer was
-//! judged ([`stream`]); streamed Responses API calls are refused with a 400 for now.
+//! Streamed answers are held until the model has finished and the answer was judged:
+//! Chat Completions ([`stream`]) and Responses API calls ([`responses_stream`]) alike.
 
 mod calls;
 mod reply;
+mod responses_stream;
 mod stream;
 
 use std::convert::Infallible;
@@ -263,23 +264,11 @@ async fn call(
                     "warden: the request body must be a JSON object",
                 ));
             }
-            if route == Route::Responses && v.get("stream").and_then(Value::as_bool) == Some(true) {
-                return Err(reply::error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    Some("stream_unsupported"),
-                    "warden: streamed Responses API calls are not supported by this warden llm yet (their tool calls could not be checked before they reach you); send the request without \"stream\": true. Nothing was sent to the model.",
-                ));
-            }
             Some(v)
         }
         _ => None,
     };
-    let streamed = json
-        .as_ref()
-        .and_then(|v| v.get("stream"))
-        .and_then(Value::as_bool)
-        == Some(true);
+    let wire = Wire::of(route, json.as_ref());
     let model = json
         .as_ref()
         .and_then(|v| v.get("model"))
@@ -344,12 +333,7 @@ async fn call(
     if status.is_success()
         && let Some(_) = &json
     {
-        let parsed: Value = if streamed {
-            stream::events(&answer).and_then(|ev| stream::assemble(&ev))
-        } else {
-            serde_json::from_slice(&answer).map_err(|e| format!("not valid JSON: {e}"))
-        }
-        .map_err(|e| {
+        let (parsed, events) = wire.read(&answer).map_err(|e| {
             reply::error(StatusCode::BAD_GATEWAY, "upstream_error", None, format!("warden: the provider's answer cannot be read ({e}), so its tool calls cannot be checked; it is withheld"))
         })?;
         usage = usage_of(&parsed);
@@ -367,15 +351,22 @@ async fn call(
         let (mut rewritten, scan) =
             outcome::inspect(parsed.clone(), &redactor).map_err(withheld)?;
         tags = scan.tags;
+        // Every string of every event, too: a client reading the provider's events sees
+        // more than the assembled answer (lifecycle snapshots, kinds of deltas that are
+        // not assembled). A redaction there means the provider's bytes cannot pass.
+        let mut events_redacted = false;
+        if let Some(events) = events {
+            let (redacted, scan) = outcome::inspect(events.clone(), &redactor).map_err(withheld)?;
+            events_redacted = redacted != events;
+            tags.extend(scan.tags);
+            tags.sort();
+            tags.dedup();
+        }
         if !refused.is_empty() {
             calls::remove(&mut rewritten, &refused);
         }
-        if rewritten != parsed {
-            out_body = if streamed {
-                stream::synthesize(&rewritten)
-            } else {
-                Bytes::from(rewritten.to_string())
-            };
+        if rewritten != parsed || events_redacted {
+            out_body = wire.encode(&rewritten);
         }
     }
     let error = if status.is_success() {
@@ -402,6 +393,62 @@ async fn call(
         response.headers_mut().insert(CONTENT_LENGTH, len);
     }
     Ok(response)
+}
+
+/// How an answer is framed, so how it is read and how a checked one is written back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// One JSON body.
+    Json,
+    /// Server-sent `chat.completion.chunk` events ([`stream`]).
+    ChatStream,
+    /// Server-sent Responses API events ([`responses_stream`]).
+    ResponsesStream,
+}
+
+impl Wire {
+    fn of(route: Route, request: Option<&Value>) -> Wire {
+        let streamed = request
+            .and_then(|v| v.get("stream"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        match (streamed, route) {
+            (true, Route::Responses) => Wire::ResponsesStream,
+            (true, _) => Wire::ChatStream,
+            (false, _) => Wire::Json,
+        }
+    }
+
+    /// The answer in its non-streamed shape; for Responses streams also every event,
+    /// as a JSON array, for the detectors.
+    fn read(self, raw: &[u8]) -> Result<(Value, Option<Value>), String> {
+        match self {
+            Wire::Json => serde_json::from_slice(raw)
+                .map(|v| (v, None))
+                .map_err(|e| format!("not valid JSON: {e}")),
+            Wire::ChatStream => {
+                stream::events(raw).and_then(|ev| Ok((stream::assemble(&ev)?, None)))
+            }
+            Wire::ResponsesStream => {
+                let ev = stream::events(raw)?;
+                let response = responses_stream::assemble(&ev)?;
+                // `assemble` has parsed each of them already.
+                let all = ev
+                    .iter()
+                    .map(|d| serde_json::from_str(d).unwrap_or(Value::Null))
+                    .collect();
+                Ok((response, Some(Value::Array(all))))
+            }
+        }
+    }
+
+    fn encode(self, answer: &Value) -> Bytes {
+        match self {
+            Wire::Json => Bytes::from(answer.to_string()),
+            Wire::ChatStream => stream::synthesize(answer),
+            Wire::ResponsesStream => responses_stream::synthesize(answer),
+        }
+    }
 }
 
 /// The pre-call decision; `Ok(None)` under `--fail-open` without one.

@@ -4,9 +4,12 @@ POST /v1/chat/completions answers from a script keyed by the last user message: 
 scripts below propose tool calls (one, or several in parallel), or answer with text.
 With "stream": true the answer comes as server-sent events, text and tool-call
 arguments in fragments of a few characters, and a usage chunk when
-stream_options.include_usage is set. POST /v1/responses does the same in the Responses API shape. GET /v1/models lists two
-models. A message "fail-500" makes the provider answer 500; "leak" answers text holding an API
-key and an email address. Every request is recorded
+stream_options.include_usage is set. POST /v1/responses does the same in the Responses
+API shape; streamed, as Responses API events (`event:` + `data:` with type and
+sequence_number): each item added, text and arguments in deltas of a few characters, the
+`.done` events, and response.completed with the whole response and its usage. GET
+/v1/models lists two models. A message "fail-500" makes the provider answer 500; "leak"
+answers text holding an API key and an email address. Every request is recorded
 as one JSON line in --record (path, headers, body), so a test can assert what reached
 the provider and what did not.
 
@@ -89,8 +92,9 @@ def chat_stream(answer, include_usage):
 def responses_answer(model, last):
     calls = SCRIPTS.get(last)
     if calls is None:
+        text = LEAK if last == "leak" else f"you said: {last}"
         output = [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
-                   "content": [{"type": "output_text", "text": f"you said: {last}", "annotations": []}]}]
+                   "content": [{"type": "output_text", "text": text, "annotations": []}]}]
     else:
         output = [{"type": "function_call", "id": f"fc_{c['id']}", "call_id": c["id"],
                    "name": c["function"]["name"], "arguments": c["function"]["arguments"],
@@ -103,6 +107,42 @@ def responses_answer(model, last):
                   "input_tokens_details": {"cached_tokens": 0},
                   "output_tokens_details": {"reasoning_tokens": 0}},
     }
+
+
+def responses_stream(answer):
+    """The answer as Responses API events, text and arguments in small deltas."""
+    events = []
+
+    def emit(kind, **data):
+        events.append((kind, {"type": kind, "sequence_number": len(events), **data}))
+
+    head = {**answer, "status": "in_progress", "output": [], "usage": None}
+    emit("response.created", response=head)
+    emit("response.in_progress", response=head)
+    for k, item in enumerate(answer["output"]):
+        at = {"item_id": item["id"], "output_index": k}
+        if item["type"] == "message":
+            emit("response.output_item.added", output_index=k,
+                 item={**item, "status": "in_progress", "content": []})
+            for c, part in enumerate(item["content"]):
+                emit("response.content_part.added", **at, content_index=c,
+                     part={**part, "text": ""})
+                text = part["text"]
+                for i in range(0, len(text), 5):
+                    emit("response.output_text.delta", **at, content_index=c,
+                         delta=text[i:i + 5], logprobs=[])
+                emit("response.output_text.done", **at, content_index=c, text=text, logprobs=[])
+                emit("response.content_part.done", **at, content_index=c, part=part)
+        else:
+            emit("response.output_item.added", output_index=k,
+                 item={**item, "status": "in_progress", "arguments": ""})
+            args = item["arguments"]
+            for i in range(0, len(args), 4):
+                emit("response.function_call_arguments.delta", **at, delta=args[i:i + 4])
+            emit("response.function_call_arguments.done", **at, arguments=args)
+        emit("response.output_item.done", output_index=k, item=item)
+    emit("response.completed", response=answer)
+    return "".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n" for kind, data in events)
 
 
 def last_user_text(body):
@@ -138,6 +178,14 @@ def main():
             self.end_headers()
             self.wfile.write(data)
 
+        def _send_events(self, text):
+            data = text.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _record(self, body):
             with lock, open(args.record, "a") as f:
                 f.write(json.dumps({"method": self.command, "path": self.path,
@@ -169,16 +217,13 @@ def main():
                 answer = chat_answer(model, last)
                 if body.get("stream"):
                     include = (body.get("stream_options") or {}).get("include_usage", False)
-                    data = chat_stream(answer, include).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return None
+                    return self._send_events(chat_stream(answer, include))
                 return self._send(200, answer)
             if self.path == "/v1/responses":
-                return self._send(200, responses_answer(model, last))
+                answer = responses_answer(model, last)
+                if body.get("stream"):
+                    return self._send_events(responses_stream(answer))
+                return self._send(200, answer)
             self._send(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -1,8 +1,11 @@
 """The official `openai` Python SDK as the agent in the warden llm tests.
 
 usage: openai_client.py BASE_URL SESSION KIND PROMPT
-KIND: chat | chat-stream | responses | models. Prints one JSON object: what the SDK parsed (content,
-tool calls, finish reason, usage), or the API error it raised (status, type, message).
+KIND: chat | chat-stream | responses | responses-stream | models. Prints one JSON object:
+what the SDK parsed (content, tool calls, finish reason, usage), or the API error it raised
+(status, type, message). responses-stream reads the events twice over in one call, as
+agents do: the text and argument deltas as they arrive (`from_deltas`) and the SDK's
+assembled final response (`output`, `text`, `usage`); the two must agree.
 """
 
 import json
@@ -57,6 +60,26 @@ def main():
                         finish = c.finish_reason
             out = {"content": content or None, "finish_reason": finish,
                    "tool_calls": [calls[k] for k in sorted(calls)], "usage": usage}
+        elif kind == "responses-stream":
+            with client.responses.stream(
+                    model="fake-large", input=prompt,
+                    tools=[{"type": "function", "name": "run_command",
+                            "parameters": TOOLS[0]["function"]["parameters"]}]) as stream:
+                text, args, types = "", {}, []
+                for event in stream:
+                    types.append(event.type)
+                    if event.type == "response.output_text.delta":
+                        text += event.delta
+                    elif event.type == "response.function_call_arguments.delta":
+                        args[event.output_index] = args.get(event.output_index, "") + event.delta
+                r = stream.get_final_response()
+            out = {"output": [{"type": i.type,
+                               "name": getattr(i, "name", None),
+                               "arguments": getattr(i, "arguments", None)} for i in r.output],
+                   "text": r.output_text,
+                   "usage": [r.usage.input_tokens, r.usage.output_tokens] if r.usage else None,
+                   "from_deltas": {"text": text, "arguments": [args[k] for k in sorted(args)]},
+                   "events": types}
         else:
             r = client.responses.create(
                 model="fake-large", input=prompt,

@@ -313,15 +313,8 @@ async fn model_calls_are_judged_before_the_provider_sees_them() {
     );
     assert_eq!(w.received().len(), before);
 
-    // Malformed requests and streamed Responses API calls (not supported yet): 400 in
-    // the same shape, nothing forwarded.
-    for (path, body) in [
-        ("chat/completions", "{not json"),
-        (
-            "responses",
-            r#"{"model":"fake-large","stream":true,"input":"hi"}"#,
-        ),
-    ] {
+    // Malformed requests: 400 in the same shape, nothing forwarded.
+    for (path, body) in [("chat/completions", "{not json"), ("responses", "[1]")] {
         let (status, text) = post(&format!("{base}/{path}"), body, &[]);
         let v: Value = serde_json::from_str(&text).expect("JSON error");
         assert_eq!(
@@ -444,4 +437,97 @@ async fn streams_are_held_until_checked() {
         !content.contains("sk-proj-") && content.contains("[REDACTED:"),
         "{content}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_streams_are_held_until_checked() {
+    let w = world().await;
+    let (_llm, base) = w.llm(&w.daemon.addr.to_string(), &["--redact-detected"]);
+
+    // Allowed: the provider's events pass byte for byte.
+    let request = r#"{"model":"fake-large","stream":true,"input":"echo"}"#;
+    let (status, through) = post(&format!("{base}/responses"), request, &[]);
+    let (_, direct) = post(&format!("{}/responses", w.upstream()), request, &[]);
+    assert_eq!(status, 200);
+    assert!(
+        direct
+            .matches("event: response.function_call_arguments.delta")
+            .count()
+            > 3,
+        "fragmented: {direct}"
+    );
+    assert_eq!(through, direct);
+    let v = sdk(&base, "s-rstream-echo", "responses-stream", "echo");
+    assert_eq!(v["output"][0]["type"], "function_call", "{v}");
+    assert_eq!(v["output"][0]["arguments"], "{\"command\": \"echo hello\"}");
+    assert_eq!(
+        v["from_deltas"]["arguments"],
+        serde_json::json!(["{\"command\": \"echo hello\"}"])
+    );
+    assert_eq!(v["usage"], serde_json::json!([11, 4]));
+
+    // Usage is reported as for non-streamed calls.
+    let info = SessionsClient::new(w.daemon.channel().await)
+        .get(GetSessionRequest {
+            session: Some(SessionRef {
+                tenant: String::new(),
+                agent: "llm-test".into(),
+                session: "s-rstream-echo".into(),
+            }),
+        })
+        .await
+        .expect("Sessions.Get")
+        .into_inner();
+    assert_eq!((info.reports, info.tokens), (1, 15), "{info:?}");
+
+    // `rm -rf /` in argument deltas: never a function_call, neither in the events nor
+    // in the final response; the refusal is text, and the usage survives.
+    let v = sdk(&base, "s-rstream-rm", "responses-stream", "rm");
+    let types: Vec<&str> = v["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .map(|o| o["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(types, ["message"], "{v}");
+    assert_eq!(v["from_deltas"]["arguments"], serde_json::json!([]), "{v}");
+    for text in [&v["text"], &v["from_deltas"]["text"]] {
+        let text = text.as_str().unwrap_or("");
+        assert!(
+            text.contains("[warden] The tool call `run_command` was not run"),
+            "{v}"
+        );
+    }
+    assert!(
+        !v["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e == "response.function_call_arguments.delta"),
+        "{v}"
+    );
+    assert_eq!(v["usage"], serde_json::json!([11, 4]));
+
+    // Parallel calls: the allowed one stays, the refused one becomes a message.
+    let v = sdk(&base, "s-rstream-both", "responses-stream", "both");
+    assert_eq!(v["output"][0]["type"], "function_call", "{v}");
+    assert_eq!(v["output"][0]["arguments"], "{\"command\": \"echo hello\"}");
+    assert_eq!(v["output"][1]["type"], "message", "{v}");
+    assert_eq!(
+        v["from_deltas"]["arguments"],
+        serde_json::json!(["{\"command\": \"echo hello\"}"])
+    );
+
+    // A key split over several text deltas is still found and redacted, in the deltas
+    // and in the final response.
+    let v = sdk(&base, "s-rstream-leak", "responses-stream", "leak");
+    for text in [&v["text"], &v["from_deltas"]["text"]] {
+        let text = text.as_str().unwrap_or("");
+        assert!(
+            !text.contains("sk-proj-")
+                && !text.contains("ops@example.com")
+                && text.contains("[REDACTED:"),
+            "{v}"
+        );
+    }
 }
