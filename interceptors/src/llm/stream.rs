@@ -33,6 +33,14 @@ pub(crate) fn events(raw: &[u8]) -> Result<Vec<String>, String> {
         for line in block.lines() {
             if let Some(rest) = line.strip_prefix("data:") {
                 data.push(rest.strip_prefix(' ').unwrap_or(rest));
+            } else if !is_other_field(line) {
+                // Fail closed: an answer that is not an event stream (a provider that
+                // ignored "stream": true and sent JSON) would otherwise assemble to
+                // nothing and pass unchecked.
+                return Err(format!(
+                    "not a server-sent event stream: a line starts {:?}",
+                    line.chars().take(40).collect::<String>()
+                ));
             }
         }
         if data.is_empty() {
@@ -47,12 +55,23 @@ pub(crate) fn events(raw: &[u8]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// A line of an event that is not data: empty, a comment, or a field we do not use.
+fn is_other_field(line: &str) -> bool {
+    line.is_empty()
+        || line.starts_with(':')
+        || ["event:", "id:", "retry:"]
+            .iter()
+            .any(|f| line.starts_with(f))
+        || ["event", "id", "retry"].contains(&line)
+}
+
 /// The completion a stream of `chat.completion.chunk` events describes, in the
 /// non-streamed shape (`choices[].message`, `usage`).
 pub(crate) fn assemble(events: &[String]) -> Result<Value, String> {
     let mut head = Map::new();
     let mut choices: Vec<Choice> = Vec::new();
     let mut usage = Value::Null;
+    let mut chunks = 0;
     for (n, data) in events.iter().enumerate() {
         let chunk: Value =
             serde_json::from_str(data).map_err(|e| format!("event {}: not JSON: {e}", n + 1))?;
@@ -68,12 +87,9 @@ pub(crate) fn assemble(events: &[String]) -> Result<Value, String> {
         {
             usage = u.clone();
         }
-        for c in chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        let listed = chunk.get("choices").and_then(Value::as_array);
+        chunks += usize::from(listed.is_some());
+        for c in listed.into_iter().flatten() {
             let index = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
             if index > 1024 {
                 return Err(format!("event {}: choice index {index}", n + 1));
@@ -83,6 +99,9 @@ pub(crate) fn assemble(events: &[String]) -> Result<Value, String> {
             }
             choices[index].add(c, n + 1)?;
         }
+    }
+    if chunks == 0 {
+        return Err("the stream has no chat.completion.chunk with choices".into());
     }
     let mut body = Value::Object(head);
     body["object"] = json!("chat.completion");
@@ -287,5 +306,24 @@ mod tests {
         assert!(events(&[0xff, 0xfe]).is_err());
         let bad = vec!["{not json".to_string()];
         assert!(assemble(&bad).unwrap_err().contains("event 1"));
+    }
+
+    #[test]
+    fn answers_that_are_not_event_streams_are_errors() {
+        // A provider that ignored "stream": true: plain JSON with a tool call.
+        let json = br#"{"id":"x","choices":[{"index":0,"message":{"tool_calls":[{"id":"c","type":"function","function":{"name":"run_command","arguments":"{\"command\":\"rm -rf /\"}"}}]}}]}"#;
+        let e = events(json).unwrap_err();
+        assert!(e.contains("not a server-sent event stream"), "{e}");
+        // Events that carry no chunk at all.
+        assert!(
+            assemble(&[])
+                .unwrap_err()
+                .contains("no chat.completion.chunk")
+        );
+        let only_usage = vec![r#"{"usage":{"prompt_tokens":1}}"#.to_string()];
+        assert!(assemble(&only_usage).is_err());
+        // Comments, ids and event names are fine.
+        let ok = b": keep-alive\nid: 1\nevent: message\ndata: {\"choices\":[]}\n\ndata: [DONE]\n\n";
+        assert_eq!(events(ok).unwrap_or_else(|e| panic!("{e}")).len(), 1);
     }
 }
