@@ -419,27 +419,30 @@ impl Wire {
         }
     }
 
-    /// The answer in its non-streamed shape; for Responses streams also every event,
-    /// as a JSON array, for the detectors.
+    /// The answer in its non-streamed shape; for streams also every event, as a JSON
+    /// array, for the detectors (fields the assembly does not keep, such as a chat
+    /// delta's `reasoning_content`, are still scanned; a redaction there re-synthesizes
+    /// the stream from the assembled answer, which leaves them out).
     fn read(self, raw: &[u8]) -> Result<(Value, Option<Value>), String> {
-        match self {
-            Wire::Json => serde_json::from_slice(raw)
-                .map(|v| (v, None))
-                .map_err(|e| format!("not valid JSON: {e}")),
-            Wire::ChatStream => {
-                stream::events(raw).and_then(|ev| Ok((stream::assemble(&ev)?, None)))
+        let ev = match self {
+            Wire::Json => {
+                return serde_json::from_slice(raw)
+                    .map(|v| (v, None))
+                    .map_err(|e| format!("not valid JSON: {e}"));
             }
-            Wire::ResponsesStream => {
-                let ev = stream::events(raw)?;
-                let response = responses_stream::assemble(&ev)?;
-                // `assemble` has parsed each of them already.
-                let all = ev
-                    .iter()
-                    .map(|d| serde_json::from_str(d).unwrap_or(Value::Null))
-                    .collect();
-                Ok((response, Some(Value::Array(all))))
-            }
-        }
+            Wire::ChatStream | Wire::ResponsesStream => stream::events(raw)?,
+        };
+        let answer = if self == Wire::ChatStream {
+            stream::assemble(&ev)?
+        } else {
+            responses_stream::assemble(&ev)?
+        };
+        // `assemble` has parsed each of them already.
+        let all = ev
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap_or(Value::Null))
+            .collect();
+        Ok((answer, Some(Value::Array(all))))
     }
 
     fn encode(self, answer: &Value) -> Bytes {

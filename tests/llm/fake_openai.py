@@ -46,6 +46,10 @@ def chat_answer(model, last):
     if last == "leak":
         message = {"role": "assistant", "content": LEAK}
         finish = "stop"
+    elif last == "think-leak":
+        # The key only in a field streamed clients read but the assembly does not keep.
+        message = {"role": "assistant", "content": "ok", "reasoning_content": LEAK}
+        finish = "stop"
     elif calls is None:
         message = {"role": "assistant", "content": f"you said: {last}"}
         finish = "stop"
@@ -72,6 +76,8 @@ def chat_stream(answer, include_usage):
                                       "finish_reason": finish}]}
 
     events = [chunk({"role": "assistant", "content": ""})]
+    if message.get("reasoning_content"):
+        events.append(chunk({"reasoning_content": message["reasoning_content"]}))
     text = message.get("content") or ""
     for i in range(0, len(text), 5):
         events.append(chunk({"content": text[i:i + 5]}))

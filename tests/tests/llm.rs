@@ -387,6 +387,24 @@ async fn secrets_in_model_text_are_tagged_and_redacted() {
     );
     assert!(content.contains("[REDACTED:"), "{content}");
     assert_eq!(v["finish_reason"], "stop");
+
+    // A key in a streamed field the assembly does not keep (a delta's
+    // reasoning_content) is found too: the stream is re-synthesized without it.
+    let request = r#"{"model":"fake-large","stream":true,"messages":[{"role":"user","content":"think-leak"}]}"#;
+    let (status, body) = post(
+        &format!("{base2}/chat/completions"),
+        request,
+        &["x-warden-session: s-leak-3"],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("sk-proj-") && !body.contains("ops@example.com"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\"ok\"") && body.ends_with("data: [DONE]\n\n"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
