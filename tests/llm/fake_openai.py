@@ -97,7 +97,12 @@ def chat_stream(answer, include_usage):
 
 def responses_answer(model, last):
     calls = SCRIPTS.get(last)
-    if calls is None:
+    if last == "local-rm":
+        # A call the client runs that is not a function: the local shell tool.
+        output = [{"type": "local_shell_call", "id": "ls_1", "call_id": "call_ls",
+                   "status": "completed",
+                   "action": {"type": "exec", "command": ["rm", "-rf", "/"], "env": {}}}]
+    elif calls is None:
         text = LEAK if last == "leak" else f"you said: {last}"
         output = [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
                    "content": [{"type": "output_text", "text": text, "annotations": []}]}]

@@ -408,6 +408,33 @@ async fn secrets_in_model_text_are_tagged_and_redacted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_run_items_other_than_functions_are_judged_too() {
+    let w = world().await;
+    let (_llm, base) = w.llm(&w.daemon.addr.to_string(), &[]);
+    // The Responses API's local shell tool: the client would run `rm -rf /`.
+    let (status, body) = post(
+        &format!("{base}/responses"),
+        r#"{"model":"fake-large","input":"local-rm"}"#,
+        &["x-warden-session: s-local"],
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    let output = v["output"].as_array().expect("output");
+    assert!(
+        output.iter().all(|i| i["type"] != "local_shell_call"),
+        "{body}"
+    );
+    assert_eq!(output[0]["type"], "message", "{body}");
+    assert!(
+        output[0]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("local_shell"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_are_held_until_checked() {
     let w = world().await;
     let (_llm, base) = w.llm(&w.daemon.addr.to_string(), &["--redact-detected"]);

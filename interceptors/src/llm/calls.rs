@@ -1,8 +1,14 @@
 //! Tool calls a model proposes, found in and removed from OpenAI-shaped responses.
 //!
 //! Chat Completions: `choices[i].message.tool_calls[j]` with `function.name` and
-//! `function.arguments` (a JSON text). Responses API: `output[k]` items of type
-//! `function_call` with `name`, `arguments` and `call_id`. A refused call is removed and
+//! `function.arguments` (a JSON text). Responses API: every `output[k]` item the
+//! *client* is asked to run — `function_call` (`name`, `arguments`, `call_id`),
+//! `custom_tool_call` (free-text `input`), `local_shell_call` and `shell_call` (the
+//! commands, judged as tool `local_shell`/`shell` with a `command` argument so they go
+//! through the command analyzer), `computer_call`, `apply_patch_call`, and any other
+//! `*_call` item we do not know (judged as a tool named by its type, never passed
+//! unjudged). Items the provider ran itself (web and file search, code interpreter,
+//! image generation, remote MCP calls) have already happened and pass. A refused call is removed and
 //! the refusal is put where the agent reads text: appended to the choice's
 //! `message.content` (and `finish_reason` becomes `stop` when no call is left), or an
 //! assistant `message` output item in place of the call.
@@ -49,17 +55,97 @@ pub(crate) fn proposed(body: &Value) -> Vec<Proposed> {
     }
     if let Some(items) = body.get("output").and_then(Value::as_array) {
         for (k, item) in items.iter().enumerate() {
-            if item.get("type").and_then(Value::as_str) == Some("function_call") {
+            if let Some((name, arguments)) = client_call(item) {
                 out.push(Proposed {
                     at: Place::Responses { item: k },
-                    id: text(item.get("call_id")),
-                    name: text(item.get("name")),
-                    arguments: text(item.get("arguments")),
+                    id: text(item.get("call_id").or_else(|| item.get("id"))),
+                    name,
+                    arguments,
                 });
             }
         }
     }
     out
+}
+
+/// Responses output items the provider ran itself: nothing is left to hold.
+const PROVIDER_RUN: &[&str] = &[
+    "web_search_call",
+    "file_search_call",
+    "code_interpreter_call",
+    "image_generation_call",
+    "mcp_call",
+];
+
+/// The tool name and arguments (a JSON text) of a Responses item the client would run.
+fn client_call(item: &Value) -> Option<(String, String)> {
+    let kind = item.get("type").and_then(Value::as_str)?;
+    let command = |cmd: String| json!({ "command": cmd }).to_string();
+    match kind {
+        "function_call" => Some((text(item.get("name")), text(item.get("arguments")))),
+        "custom_tool_call" => Some((
+            text(item.get("name")),
+            json!({ "input": text(item.get("input")) }).to_string(),
+        )),
+        "local_shell_call" => {
+            let argv: Vec<String> = item
+                .pointer("/action/command")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|a| a.as_str().unwrap_or_default().to_string())
+                .collect();
+            Some(("local_shell".into(), command(shell_words(&argv))))
+        }
+        "shell_call" => {
+            let commands: Vec<&str> = item
+                .pointer("/action/commands")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            Some(("shell".into(), command(commands.join("\n"))))
+        }
+        "computer_call" => Some((
+            "computer".into(),
+            json!({ "action": item.get("action").cloned().unwrap_or(Value::Null) }).to_string(),
+        )),
+        "apply_patch_call" => Some((
+            "apply_patch".into(),
+            item.get("operation")
+                .cloned()
+                .unwrap_or(Value::Null)
+                .to_string(),
+        )),
+        k if k.ends_with("_call") && !PROVIDER_RUN.contains(&k) => {
+            let mut args = item.clone();
+            if let Some(obj) = args.as_object_mut() {
+                for key in ["type", "id", "call_id", "status"] {
+                    obj.remove(key);
+                }
+            }
+            Some((k.to_string(), args.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// An argv as one shell command line, quoting what the shell would split or expand.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn text(v: Option<&Value>) -> String {
