@@ -1,12 +1,14 @@
 //! The listener the HTTP interceptors (`warden proxy`, `warden llm`) share: accept until
 //! SIGTERM/SIGINT, serve each connection with hyper's HTTP/1.1 server, then the one
 //! shutdown pattern — stop accepting, ask open connections to finish their exchange,
-//! wait for everything still holding the drain sender, up to a deadline.
+//! wait for everything still holding the drain sender, up to a deadline. Also the
+//! hop-by-hop headers neither of them passes on.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
+use hyper::header::{CONNECTION, HeaderMap, HeaderName};
 use hyper::server::conn::http1;
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -102,5 +104,33 @@ pub(crate) async fn serve_connection<S>(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Removes the headers that describe one hop (RFC 9110 section 7.6.1), including those
+/// the Connection header names.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
     }
 }

@@ -38,6 +38,7 @@ use warden_proto::v1::{Action, Decision, ResultMeta, Usage, Verdict};
 use self::reply::LlmBody;
 use crate::admin::parse_duration;
 use crate::client::{DaemonClient, IdentityArgs};
+use crate::listen::strip_hop_by_hop;
 use crate::listen::{self, ConnLimits};
 use crate::mcp::outcome::{self, Redactor};
 
@@ -384,8 +385,10 @@ async fn call(
 
     let mut response = Response::new(Full::new(out_body.clone()));
     *response.status_mut() = status;
+    let mut headers = headers;
+    strip_hop_by_hop(&mut headers);
     for (name, value) in &headers {
-        if !is_hop_by_hop(name.as_str()) && name != CONTENT_LENGTH {
+        if name != CONTENT_LENGTH {
             response.headers_mut().append(name.clone(), value.clone());
         }
     }
@@ -556,8 +559,10 @@ async fn forward(
         path
     );
     let mut request = Request::builder().method(parts.method.clone()).uri(&uri);
-    for (name, value) in &parts.headers {
-        if is_hop_by_hop(name.as_str()) || name == HOST || name.as_str().starts_with("x-warden-") {
+    let mut headers = parts.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    for (name, value) in &headers {
+        if name == HOST || name.as_str().starts_with("x-warden-") {
             continue;
         }
         if name == AUTHORIZATION && shared.key.is_some() {
@@ -673,20 +678,6 @@ fn usage_of(body: &Value) -> Option<Usage> {
         tokens_out: n(["completion_tokens", "output_tokens"]),
         cost_usd: 0.0,
     })
-}
-
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{HOST, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use warden_proto::v1::{Action, Decision};
@@ -16,6 +16,7 @@ use super::Shared;
 use super::handle::Target;
 use super::meter::{Counted, Direction, Exchange};
 use super::reply::{self, ProxyBody};
+use crate::listen::strip_hop_by_hop;
 
 type UpstreamBody = Counted<Incoming>;
 
@@ -139,37 +140,10 @@ async fn checkout(
     })
 }
 
-/// Removes the headers that describe one hop (RFC 9110 section 7.6.1), including those
-/// the Connection header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        headers.remove(name);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::{HeaderMap, HeaderName};
 
     #[test]
     fn hop_by_hop_headers_stay_behind() {
