@@ -327,59 +327,42 @@ async fn call(
     };
 
     // 4. Tool calls the model proposes, judged before the agent sees them; then the
-    //    detectors over what the model wrote, and the decision's redactions.
-    let mut out_body = answer.clone();
-    let mut usage = None;
-    let mut tags = Vec::new();
-    if status.is_success()
-        && let Some(_) = &json
-    {
-        let (parsed, events) = wire.read(&answer).map_err(|e| {
-            reply::error(StatusCode::BAD_GATEWAY, "upstream_error", None, format!("warden: the provider's answer cannot be read ({e}), so its tool calls cannot be checked; it is withheld"))
-        })?;
-        usage = usage_of(&parsed);
-        let refused = judge_calls(shared, &action, &parsed).await;
-        let withheld = |e: String| {
-            reply::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "warden_error",
-                None,
-                format!("warden: {e}; the answer is withheld"),
-            )
-        };
-        let redactor =
-            Redactor::new(decision.as_ref(), shared.redact_detected).map_err(withheld)?;
-        let (mut rewritten, scan) =
-            outcome::inspect(parsed.clone(), &redactor).map_err(withheld)?;
-        tags = scan.tags;
-        // Every string of every event, too: a client reading the provider's events sees
-        // more than the assembled answer (lifecycle snapshots, kinds of deltas that are
-        // not assembled). A redaction there means the provider's bytes cannot pass.
-        let mut events_redacted = false;
-        if let Some(events) = events {
-            let (redacted, scan) = outcome::inspect(events.clone(), &redactor).map_err(withheld)?;
-            events_redacted = redacted != events;
-            tags.extend(scan.tags);
-            tags.sort();
-            tags.dedup();
-        }
-        if !refused.is_empty() {
-            calls::remove(&mut rewritten, &refused);
-        }
-        if rewritten != parsed || events_redacted {
-            out_body = wire.encode(&rewritten);
-        }
-    }
-    let error = if status.is_success() {
-        String::new()
+    //    detectors over what the model wrote, and the decision's redactions. Every
+    //    outcome is reported, a withheld answer too (its tokens were spent).
+    let checked = if status.is_success() && json.is_some() {
+        check(shared, &action, decision.as_ref(), wire, &answer).await
     } else {
-        format!("the provider answered {status}")
+        Ok(Checked {
+            body: answer.clone(),
+            usage: None,
+            tags: Vec::new(),
+        })
     };
-    let result = Outcome {
-        usage,
-        bytes: answer.len() as u64,
-        tags,
-        error,
+    let (out_body, result) = match checked {
+        Ok(c) => {
+            let error = if status.is_success() {
+                String::new()
+            } else {
+                format!("the provider answered {status}")
+            };
+            let result = Outcome {
+                usage: c.usage,
+                bytes: answer.len() as u64,
+                tags: c.tags,
+                error,
+            };
+            (c.body, result)
+        }
+        Err(w) => {
+            let result = Outcome {
+                usage: w.usage,
+                bytes: answer.len() as u64,
+                tags: Vec::new(),
+                error: w.why,
+            };
+            report(shared, &action, decision.as_ref(), started, result).await;
+            return Err(w.response);
+        }
     };
     report(shared, &action, decision.as_ref(), started, result).await;
 
@@ -396,6 +379,76 @@ async fn call(
         response.headers_mut().insert(CONTENT_LENGTH, len);
     }
     Ok(response)
+}
+
+/// A checked answer: what the agent gets, and what the report says.
+struct Checked {
+    body: Bytes,
+    usage: Option<Usage>,
+    tags: Vec<String>,
+}
+
+/// An answer that cannot be let out: the refusal, and what the report says.
+struct Withheld {
+    response: Response<LlmBody>,
+    usage: Option<Usage>,
+    why: String,
+}
+
+/// Reads a successful answer, judges its tool calls, runs the detectors and the
+/// decision's redactions; the provider's bytes when nothing changed.
+async fn check(
+    shared: &Shared,
+    action: &Action,
+    decision: Option<&Decision>,
+    wire: Wire,
+    answer: &Bytes,
+) -> Result<Checked, Withheld> {
+    let (parsed, events) = wire.read(answer).map_err(|e| Withheld {
+        response: reply::error(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            None,
+            format!("warden: the provider's answer cannot be read ({e}), so its tool calls cannot be checked; it is withheld"),
+        ),
+        usage: None,
+        why: format!("the answer cannot be read: {e}"),
+    })?;
+    let usage = usage_of(&parsed);
+    let withheld = |e: String| Withheld {
+        response: reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "warden_error",
+            None,
+            format!("warden: {e}; the answer is withheld"),
+        ),
+        usage,
+        why: format!("withheld: {e}"),
+    };
+    let refused = judge_calls(shared, action, &parsed).await;
+    let redactor = Redactor::new(decision, shared.redact_detected).map_err(withheld)?;
+    let (mut rewritten, scan) = outcome::inspect(parsed.clone(), &redactor).map_err(withheld)?;
+    let mut tags = scan.tags;
+    // Every string of every event, too: a client reading the provider's events sees
+    // more than the assembled answer (lifecycle snapshots, kinds of deltas that are not
+    // assembled). A redaction there means the provider's bytes cannot pass.
+    let mut events_redacted = false;
+    if let Some(events) = events {
+        let (redacted, scan) = outcome::inspect(events.clone(), &redactor).map_err(withheld)?;
+        events_redacted = redacted != events;
+        tags.extend(scan.tags);
+        tags.sort();
+        tags.dedup();
+    }
+    if !refused.is_empty() {
+        calls::remove(&mut rewritten, &refused);
+    }
+    let body = if rewritten != parsed || events_redacted {
+        wire.encode(&rewritten)
+    } else {
+        answer.clone()
+    };
+    Ok(Checked { body, usage, tags })
 }
 
 /// How an answer is framed, so how it is read and how a checked one is written back.

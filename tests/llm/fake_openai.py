@@ -226,6 +226,9 @@ def main():
             model = body.get("model", "fake-large")
             if self.path == "/v1/chat/completions":
                 answer = chat_answer(model, last)
+                if body.get("stream") and last == "ignore-stream":
+                    # A provider that ignores "stream": true: plain JSON, an rm -rf / call.
+                    return self._send(200, chat_answer(model, "rm"))
                 if body.get("stream"):
                     include = (body.get("stream_options") or {}).get("include_usage", False)
                     return self._send_events(chat_stream(answer, include))

@@ -411,6 +411,29 @@ async fn secrets_in_model_text_are_tagged_and_redacted() {
 async fn client_run_items_other_than_functions_are_judged_too() {
     let w = world().await;
     let (_llm, base) = w.llm(&w.daemon.addr.to_string(), &[]);
+
+    // A provider that answers a streamed request with plain JSON: withheld (the tool
+    // call in it never reaches the agent), and still reported.
+    let (status, body) = post(
+        &format!("{base}/chat/completions"),
+        r#"{"model":"fake-large","stream":true,"messages":[{"role":"user","content":"ignore-stream"}]}"#,
+        &["x-warden-session: s-ignore"],
+    );
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.contains("rm -rf"), "{body}");
+    let info = SessionsClient::new(w.daemon.channel().await)
+        .get(GetSessionRequest {
+            session: Some(SessionRef {
+                tenant: String::new(),
+                agent: "llm-test".into(),
+                session: "s-ignore".into(),
+            }),
+        })
+        .await
+        .expect("Sessions.Get")
+        .into_inner();
+    assert_eq!(info.reports, 1, "{info:?}");
+
     // The Responses API's local shell tool: the client would run `rm -rf /`.
     let (status, body) = post(
         &format!("{base}/responses"),
