@@ -9,6 +9,7 @@
 //! Streamed answers are held until the model has finished and the answer was judged:
 //! Chat Completions ([`stream`]) and Responses API calls ([`responses_stream`]) alike.
 
+mod answer;
 mod calls;
 mod reply;
 mod responses_stream;
@@ -35,12 +36,12 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use warden_proto::v1::{Action, Decision, ResultMeta, Usage, Verdict};
 
+use self::answer::{Checked, Wire, check};
 use self::reply::LlmBody;
 use crate::admin::parse_duration;
 use crate::client::{DaemonClient, IdentityArgs};
 use crate::listen::strip_hop_by_hop;
 use crate::listen::{self, ConnLimits};
-use crate::mcp::outcome::{self, Redactor};
 
 #[derive(Debug, Args)]
 pub struct LlmArgs {
@@ -381,135 +382,6 @@ async fn call(
     Ok(response)
 }
 
-/// A checked answer: what the agent gets, and what the report says.
-struct Checked {
-    body: Bytes,
-    usage: Option<Usage>,
-    tags: Vec<String>,
-}
-
-/// An answer that cannot be let out: the refusal, and what the report says.
-struct Withheld {
-    response: Response<LlmBody>,
-    usage: Option<Usage>,
-    why: String,
-}
-
-/// Reads a successful answer, judges its tool calls, runs the detectors and the
-/// decision's redactions; the provider's bytes when nothing changed.
-async fn check(
-    shared: &Shared,
-    action: &Action,
-    decision: Option<&Decision>,
-    wire: Wire,
-    answer: &Bytes,
-) -> Result<Checked, Withheld> {
-    let (parsed, events) = wire.read(answer).map_err(|e| Withheld {
-        response: reply::error(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            None,
-            format!("warden: the provider's answer cannot be read ({e}), so its tool calls cannot be checked; it is withheld"),
-        ),
-        usage: None,
-        why: format!("the answer cannot be read: {e}"),
-    })?;
-    let usage = usage_of(&parsed);
-    let withheld = |e: String| Withheld {
-        response: reply::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "warden_error",
-            None,
-            format!("warden: {e}; the answer is withheld"),
-        ),
-        usage,
-        why: format!("withheld: {e}"),
-    };
-    let refused = judge_calls(shared, action, &parsed).await;
-    let redactor = Redactor::new(decision, shared.redact_detected).map_err(withheld)?;
-    let (mut rewritten, scan) = outcome::inspect(parsed.clone(), &redactor).map_err(withheld)?;
-    let mut tags = scan.tags;
-    // Every string of every event, too: a client reading the provider's events sees
-    // more than the assembled answer (lifecycle snapshots, kinds of deltas that are not
-    // assembled). A redaction there means the provider's bytes cannot pass.
-    let mut events_redacted = false;
-    if let Some(events) = events {
-        let (redacted, scan) = outcome::inspect(events.clone(), &redactor).map_err(withheld)?;
-        events_redacted = redacted != events;
-        tags.extend(scan.tags);
-        tags.sort();
-        tags.dedup();
-    }
-    if !refused.is_empty() {
-        calls::remove(&mut rewritten, &refused);
-    }
-    let body = if rewritten != parsed || events_redacted {
-        wire.encode(&rewritten)
-    } else {
-        answer.clone()
-    };
-    Ok(Checked { body, usage, tags })
-}
-
-/// How an answer is framed, so how it is read and how a checked one is written back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wire {
-    /// One JSON body.
-    Json,
-    /// Server-sent `chat.completion.chunk` events ([`stream`]).
-    ChatStream,
-    /// Server-sent Responses API events ([`responses_stream`]).
-    ResponsesStream,
-}
-
-impl Wire {
-    fn of(route: Route, request: Option<&Value>) -> Wire {
-        let streamed = request
-            .and_then(|v| v.get("stream"))
-            .and_then(Value::as_bool)
-            == Some(true);
-        match (streamed, route) {
-            (true, Route::Responses) => Wire::ResponsesStream,
-            (true, _) => Wire::ChatStream,
-            (false, _) => Wire::Json,
-        }
-    }
-
-    /// The answer in its non-streamed shape; for streams also every event, as a JSON
-    /// array, for the detectors (fields the assembly does not keep, such as a chat
-    /// delta's `reasoning_content`, are still scanned; a redaction there re-synthesizes
-    /// the stream from the assembled answer, which leaves them out).
-    fn read(self, raw: &[u8]) -> Result<(Value, Option<Value>), String> {
-        let ev = match self {
-            Wire::Json => {
-                return serde_json::from_slice(raw)
-                    .map(|v| (v, None))
-                    .map_err(|e| format!("not valid JSON: {e}"));
-            }
-            Wire::ChatStream | Wire::ResponsesStream => stream::events(raw)?,
-        };
-        let answer = if self == Wire::ChatStream {
-            stream::assemble(&ev)?
-        } else {
-            responses_stream::assemble(&ev)?
-        };
-        // `assemble` has parsed each of them already.
-        let all = ev
-            .iter()
-            .map(|d| serde_json::from_str(d).unwrap_or(Value::Null))
-            .collect();
-        Ok((answer, Some(Value::Array(all))))
-    }
-
-    fn encode(self, answer: &Value) -> Bytes {
-        match self {
-            Wire::Json => Bytes::from(answer.to_string()),
-            Wire::ChatStream => stream::synthesize(answer),
-            Wire::ResponsesStream => responses_stream::synthesize(answer),
-        }
-    }
-}
-
 /// The pre-call decision; `Ok(None)` under `--fail-open` without one.
 async fn decide(shared: &Shared, action: &Action) -> Result<Option<Decision>, Response<LlmBody>> {
     let mut client = shared.client.clone();
@@ -531,70 +403,6 @@ async fn decide(shared: &Shared, action: &Action) -> Result<Option<Decision>, Re
             ),
         )),
     }
-}
-
-/// Evaluates each proposed tool call; returns the refused ones with their refusal text.
-async fn judge_calls(shared: &Shared, call: &Action, body: &Value) -> Vec<(calls::Place, String)> {
-    let mut refused = Vec::new();
-    for p in calls::proposed(body) {
-        let arguments = match serde_json::from_str::<Value>(if p.arguments.trim().is_empty() {
-            "{}"
-        } else {
-            &p.arguments
-        }) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) | Err(_) => {
-                refused.push((
-                    p.at,
-                    reply::call_refusal(
-                        &p.name,
-                        None,
-                        "its arguments are not a JSON object, so they cannot be checked",
-                    ),
-                ));
-                continue;
-            }
-        };
-        let mut action = Action {
-            tenant: call.tenant.clone(),
-            agent: call.agent.clone(),
-            session: call.session.clone(),
-            channel: "llm".into(),
-            tool: p.name.clone(),
-            operation: "call".into(),
-            arguments: Some(crate::mcp::judge::to_struct(&arguments)),
-            ..Default::default()
-        };
-        action
-            .attributes
-            .insert("llm.proposed_call".into(), p.id.clone());
-        if let Some(model) = call.attributes.get("model") {
-            action.attributes.insert("model".into(), model.clone());
-        }
-        let mut client = shared.client.clone();
-        match client.evaluate(action).await {
-            Ok(d)
-                if d.verdict() == Verdict::Allow || d.verdict() == Verdict::AllowWithRedaction => {}
-            Ok(d) => {
-                tracing::info!(
-                    tool = p.name.as_str(),
-                    decision = d.id.as_ref().map_or(0, |i| i.seq),
-                    "proposed tool call refused"
-                );
-                refused.push((p.at, reply::call_refusal(&p.name, Some(&d), "")));
-            }
-            // Nothing unchecked reaches the agent: no decision is a refusal, always.
-            Err(e) => refused.push((
-                p.at,
-                reply::call_refusal(
-                    &p.name,
-                    None,
-                    &format!("no policy decision could be had ({e})"),
-                ),
-            )),
-        }
-    }
-    refused
 }
 
 async fn forward(
@@ -717,24 +525,9 @@ fn estimate_tokens(request: &Value, body_len: usize) -> u64 {
     (body_len as u64).div_ceil(4).saturating_add(allowance)
 }
 
-/// Token usage of a Chat Completions (`prompt_tokens`, `completion_tokens`) or Responses
-/// (`input_tokens`, `output_tokens`) answer.
-fn usage_of(body: &Value) -> Option<Usage> {
-    let u = body.get("usage")?;
-    let n = |keys: [&str; 2]| {
-        keys.iter()
-            .find_map(|k| u.get(*k).and_then(Value::as_u64))
-            .unwrap_or(0)
-    };
-    Some(Usage {
-        tokens_in: n(["prompt_tokens", "input_tokens"]),
-        tokens_out: n(["completion_tokens", "output_tokens"]),
-        cost_usd: 0.0,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::answer::usage_of;
     use super::*;
 
     #[test]
