@@ -64,6 +64,8 @@ struct Claim {
 pub(crate) fn assemble(events: &[String]) -> Result<Value, String> {
     let mut seen = Seen::default();
     let mut terminal: Option<(usize, Value)> = None;
+    // What an `error` event said, for the refusal when no terminal event follows.
+    let mut provider_error: Option<String> = None;
     let mut last_seq: Option<u64> = None;
     for (i, data) in events.iter().enumerate() {
         let n = i + 1;
@@ -160,17 +162,23 @@ pub(crate) fn assemble(events: &[String]) -> Result<Value, String> {
                     .ok_or_else(|| format!("event {n} ({kind}): no response object"))?;
                 terminal = Some((n, response.clone()));
             }
-            // Other events (reasoning, annotations, tool progress, errors) say nothing the
+            "error" => {
+                let said = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or_default();
+                provider_error = Some(format!("{} {}", said("code"), said("message")));
+            }
+            // Other events (reasoning, annotations, tool progress) say nothing the
             // finished items do not.
             _ => {}
         }
     }
     let Some((_, mut response)) = terminal else {
-        return Err(
-            "the stream ended without response.completed, response.incomplete or \
-                    response.failed (cut short?)"
+        return Err(match provider_error {
+            // The provider's own words, so the client learns why its call failed.
+            Some(said) => format!("the provider sent an error event: {}", said.trim()),
+            None => "the stream ended without response.completed, response.incomplete or \
+                     response.failed (cut short?)"
                 .into(),
-        );
+        });
     };
     // The finished items by output index: the terminal response's, or the done events'.
     let output = response.get("output").filter(|o| !o.is_null());

@@ -294,4 +294,14 @@ fn broken_streams_are_refused() {
     big["output"] = Value::Array(vec![json!(0); 4098]);
     let big = ev(0, "response.completed", json!({"response": big}));
     assert!(refused(&big).contains("more than 4097 output items"));
+    // A stream that is only the provider's error says what the provider said.
+    let error = ev(
+        0,
+        "error",
+        json!({"code": "rate_limit_exceeded", "message": "slow down", "param": null}),
+    );
+    assert_eq!(
+        refused(&error),
+        "the provider sent an error event: rate_limit_exceeded slow down"
+    );
 }
