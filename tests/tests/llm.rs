@@ -87,6 +87,21 @@ impl World {
         body.to_string()
     }
 
+    /// The daemon's view of one of the test agent's sessions.
+    async fn session(&self, session: &str) -> warden_proto::v1::SessionInfo {
+        SessionsClient::new(self.daemon.channel().await)
+            .get(GetSessionRequest {
+                session: Some(SessionRef {
+                    tenant: String::new(),
+                    agent: "llm-test".into(),
+                    session: session.into(),
+                }),
+            })
+            .await
+            .expect("Sessions.Get")
+            .into_inner()
+    }
+
     fn upstream(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.fake.addr)
     }
@@ -251,18 +266,7 @@ async fn model_calls_are_judged_before_the_provider_sees_them() {
     assert!(!llm.log().contains("sk-provider-secret") && !llm.log().contains("sk-client-key"));
 
     // Usage is reported into the session and priced by the policy's table.
-    let mut sessions = SessionsClient::new(w.daemon.channel().await);
-    let info = sessions
-        .get(GetSessionRequest {
-            session: Some(SessionRef {
-                tenant: String::new(),
-                agent: "llm-test".into(),
-                session: "s-key".into(),
-            }),
-        })
-        .await
-        .expect("Sessions.Get")
-        .into_inner();
+    let info = w.session("s-key").await;
     assert_eq!((info.reports, info.tokens), (1, 28), "{info:?}");
     assert!(
         (info.cost_usd - (21.0 * 1.0 + 7.0 * 2.0) / 1e6).abs() < 1e-9,
@@ -286,7 +290,7 @@ async fn model_calls_are_judged_before_the_provider_sees_them() {
     }
 
     // A run cap spent: the next call is a 429 in OpenAI's shape, never forwarded.
-    sessions
+    SessionsClient::new(w.daemon.channel().await)
         .open(OpenSessionRequest {
             session: Some(SessionRef {
                 tenant: String::new(),
@@ -360,17 +364,7 @@ async fn secrets_in_model_text_are_tagged_and_redacted() {
         v["content"].as_str().unwrap_or("").contains("sk-proj-AbCd"),
         "{v}"
     );
-    let info = SessionsClient::new(w.daemon.channel().await)
-        .get(GetSessionRequest {
-            session: Some(SessionRef {
-                tenant: String::new(),
-                agent: "llm-test".into(),
-                session: "s-leak".into(),
-            }),
-        })
-        .await
-        .expect("Sessions.Get")
-        .into_inner();
+    let info = w.session("s-leak").await;
     assert_eq!(info.zone(), warden_proto::v1::Zone::Sensitive, "{info:?}");
     assert!(
         info.tags.iter().any(|t| t == "secret") && info.tags.iter().any(|t| t == "pii"),
@@ -421,17 +415,7 @@ async fn client_run_items_other_than_functions_are_judged_too() {
     );
     assert_eq!(status, 502, "{body}");
     assert!(!body.contains("rm -rf"), "{body}");
-    let info = SessionsClient::new(w.daemon.channel().await)
-        .get(GetSessionRequest {
-            session: Some(SessionRef {
-                tenant: String::new(),
-                agent: "llm-test".into(),
-                session: "s-ignore".into(),
-            }),
-        })
-        .await
-        .expect("Sessions.Get")
-        .into_inner();
+    let info = w.session("s-ignore").await;
     assert_eq!(info.reports, 1, "{info:?}");
 
     // The Responses API's local shell tool: the client would run `rm -rf /`.
@@ -535,17 +519,7 @@ async fn responses_streams_are_held_until_checked() {
     assert_eq!(v["usage"], serde_json::json!([11, 4]));
 
     // Usage is reported as for non-streamed calls.
-    let info = SessionsClient::new(w.daemon.channel().await)
-        .get(GetSessionRequest {
-            session: Some(SessionRef {
-                tenant: String::new(),
-                agent: "llm-test".into(),
-                session: "s-rstream-echo".into(),
-            }),
-        })
-        .await
-        .expect("Sessions.Get")
-        .into_inner();
+    let info = w.session("s-rstream-echo").await;
     assert_eq!((info.reports, info.tokens), (1, 15), "{info:?}");
 
     // `rm -rf /` in argument deltas: never a function_call, neither in the events nor
