@@ -13,6 +13,7 @@ mod postgres;
 mod rate_limits;
 mod sessions;
 mod sqlite;
+mod steps;
 
 pub use alerts::{NewAlert, OutboxRow, OutboxStatus};
 pub use approvals::{
@@ -64,8 +65,11 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("corrupt audit row: {0}")]
     Corrupt(String),
-    #[error("cannot start the audit writer: {0}")]
+    #[error("cannot start a writer thread: {0}")]
     Runtime(String),
+    /// A failure shared by every operation of a batch (its transaction rolled back).
+    #[error("database error: {0}")]
+    Failed(String),
 }
 
 #[derive(Clone)]
@@ -84,6 +88,9 @@ pub struct Store {
     /// SQLite only: this file's writers queue here before `BEGIN IMMEDIATE` (see
     /// `store/gate.rs`).
     sqlite_gate: Option<gate::WriteGate>,
+    /// SQLite only: the thread that runs session steps in batches (`store/steps.rs`),
+    /// started by the first step.
+    sqlite_steps: Option<std::sync::Arc<tokio::sync::OnceCell<steps::StepWriter>>>,
     /// The URL with any password masked, for messages.
     display_url: String,
 }
@@ -116,10 +123,14 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(display_url));
         };
+        let sqlite_steps = sqlite_gate
+            .is_some()
+            .then(|| std::sync::Arc::new(tokio::sync::OnceCell::new()));
         Ok(Store {
             backend,
             sqlite_deferred,
             sqlite_gate,
+            sqlite_steps,
             display_url,
         })
     }
@@ -153,6 +164,19 @@ impl Store {
             .begin_with("BEGIN IMMEDIATE")
             .await?;
         Ok((turn, tx))
+    }
+
+    /// The SQLite step writer, started on first use. Only called on SQLite.
+    async fn step_writer(&self) -> Result<&steps::StepWriter, StoreError> {
+        let (Some(cell), Some(pool), Some(gate)) =
+            (&self.sqlite_steps, &self.sqlite_deferred, &self.sqlite_gate)
+        else {
+            return Err(StoreError::Failed(
+                "session steps are batched only on SQLite".into(),
+            ));
+        };
+        cell.get_or_try_init(|| async { steps::StepWriter::start(pool.clone(), gate.clone()) })
+            .await
     }
 
     /// This process's turn to write to the SQLite file; `None` on PostgreSQL.

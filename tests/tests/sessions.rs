@@ -309,3 +309,101 @@ fn check_runs_the_shipped_scenarios_and_reports_mismatches() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("matches no file"), "{err}");
 }
+
+/// Many session steps at once, through one store (on SQLite: batched on its step
+/// writer): every step that stored its state is counted, two sessions never mix, a step
+/// whose closure refuses stores nothing and fails alone, and the store keeps working
+/// after a closure panicked.
+async fn concurrent_steps_lose_nothing(kind: Backend) {
+    use warden_server::session::SessionState;
+    use warden_server::store::{SessionKey, StoreError};
+
+    #[derive(Debug)]
+    enum Refused {
+        Mine,
+        Store(String),
+    }
+    impl From<StoreError> for Refused {
+        fn from(e: StoreError) -> Self {
+            Refused::Store(e.to_string())
+        }
+    }
+
+    let db = TestDb::of(kind).await;
+    let store = warden_tests::store(&db).await;
+    let key = |session: &str| SessionKey {
+        tenant: "default".into(),
+        agent: "steps".into(),
+        session: session.into(),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..300u64 {
+        let store = store.clone();
+        let key = key(if i % 2 == 0 { "even" } else { "odd" });
+        tasks.push(tokio::spawn(async move {
+            store
+                .session_step(&key, move |stored| {
+                    if i % 10 == 3 {
+                        return Err(Refused::Mine);
+                    }
+                    let mut s = stored.unwrap_or_else(|| SessionState::new(1));
+                    s.actions += 1;
+                    s.bytes += i;
+                    Ok((s, ()))
+                })
+                .await
+        }));
+    }
+    let (mut stored, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => stored += 1,
+            Err(Refused::Mine) => refused += 1,
+            Err(Refused::Store(e)) => panic!("a step failed in the store: {e}"),
+        }
+    }
+    assert_eq!((stored, refused), (270, 30));
+    let even = store.session_get(&key("even")).await.unwrap().unwrap();
+    let odd = store.session_get(&key("odd")).await.unwrap().unwrap();
+    // i % 10 == 3 is always odd: the even session lost none of its 150 steps.
+    assert_eq!(even.actions, 150);
+    assert_eq!(even.bytes, (0..300).step_by(2).sum::<u64>());
+    assert_eq!(odd.actions, 120);
+    assert_eq!(
+        odd.bytes,
+        (1..300).step_by(2).filter(|i| i % 10 != 3).sum::<u64>()
+    );
+
+    if kind == Backend::Sqlite {
+        // On SQLite the closure runs on the step writer: a panic there is the caller's
+        // error, and the writer goes on.
+        let err = store
+            .session_step(
+                &key("even"),
+                |_: Option<SessionState>| -> Result<(SessionState, ()), Refused> {
+                    panic!("a bug in a step")
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Refused::Store(m) if m.contains("nothing was stored")),
+            "{err:?}"
+        );
+        store
+            .session_step(&key("even"), |stored| {
+                let mut s = stored.expect("the session exists");
+                s.actions += 1;
+                Ok::<_, Refused>((s, ()))
+            })
+            .await
+            .unwrap();
+        let even = store.session_get(&key("even")).await.unwrap().unwrap();
+        assert_eq!(even.actions, 151, "the panicked step stored nothing");
+    }
+    db.drop_pg().await;
+}
+both_backends!(
+    concurrent_steps_lose_nothing_,
+    super::concurrent_steps_lose_nothing
+);

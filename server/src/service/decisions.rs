@@ -45,61 +45,55 @@ impl DecisionsService {
     async fn evaluate(&self, req: EvaluateRequest) -> Result<Decision, ApiError> {
         let arrived = std::time::Instant::now();
         // 1. Normalize once; nothing after this is sloppy.
-        let action = normalize::normalize(req.action.as_ref())?;
+        let action = std::sync::Arc::new(normalize::normalize(req.action.as_ref())?);
         budgets::check_estimates(&action)?;
         // 2. Snapshot the live policy: this request finishes on it even if a reload lands.
         let policy = self.shared.policy.current();
         // 3. Under the session's lock: load its state, decide, store the next state.
         //    Zone triggers fire before the rules, so the action is judged in the zone it
-        //    brings the session into.
+        //    brings the session into. (On SQLite the step runs on the store's step
+        //    writer, so it owns what it reads.)
         let clock = std::time::Instant::now();
         let now = now_us();
-        let guard = &self.shared.guard;
         let shared = &self.shared;
-        let (judged, admitted) = self
-            .shared
-            .store
-            .session_step_admit(&session_key(&action), |stored| {
-                let state = live_session(stored, &policy, now)?;
-                let j = session::judge(&policy, guard, &state, &action, now);
-                let zone = j.next.zone;
-                let budgets: Vec<_> = j
-                    .budgets
-                    .iter()
-                    .filter_map(|&i| policy.budgets().get(i))
-                    .collect();
-                let rate_limits: Vec<_> = j
-                    .rate_limits
-                    .iter()
-                    .filter_map(|&i| policy.rate_limits().get(i))
-                    .collect();
-                // 5a. An action the policy lets run is admitted against its rate limits
-                //     and budgets in this same transaction (the gate never changes an
-                //     allow); see `decisions/limits.rs`.
-                let runs = runs(j.outcome.verdict);
-                let prepared = if runs {
-                    limits::prepare(shared, &rate_limits, &budgets, &action, now)?
-                } else {
-                    limits::Prepared::Nothing
-                };
-                let (plan, fast_refusal) = match prepared {
-                    limits::Prepared::Admit(plan) => (Some(plan), None),
-                    limits::Prepared::Refused(refusal) => (None, Some(refusal)),
-                    limits::Prepared::Nothing => (None, None),
-                };
-                let judged = Judged {
-                    outcome: j.outcome,
-                    escalations: j.escalations,
-                    zone,
-                    budgets,
-                    rate_limits,
-                    admitted_in_step: runs,
-                    plan: plan.clone(),
-                    fast_refusal,
-                };
-                Ok::<_, ApiError>((j.next, judged, plan))
-            })
-            .await?;
+        let (judged, admitted) = {
+            let (policy, shared, action) = (policy.clone(), shared.clone(), action.clone());
+            self.shared
+                .store
+                .session_step_admit(&session_key(&action), move |stored| {
+                    let state = live_session(stored, &policy, now)?;
+                    let j = session::judge(&policy, &shared.guard, &state, &action, now);
+                    let zone = j.next.zone;
+                    let budgets = picked(policy.budgets(), &j.budgets);
+                    let rate_limits = picked(policy.rate_limits(), &j.rate_limits);
+                    // 5a. An action the policy lets run is admitted against its rate
+                    //     limits and budgets in this same transaction (the gate never
+                    //     changes an allow); see `decisions/limits.rs`.
+                    let runs = runs(j.outcome.verdict);
+                    let prepared = if runs {
+                        limits::prepare(&shared, &rate_limits, &budgets, &action, now)?
+                    } else {
+                        limits::Prepared::Nothing
+                    };
+                    let (plan, fast_refusal) = match prepared {
+                        limits::Prepared::Admit(plan) => (Some(plan), None),
+                        limits::Prepared::Refused(refusal) => (None, Some(refusal)),
+                        limits::Prepared::Nothing => (None, None),
+                    };
+                    let judged = Judged {
+                        outcome: j.outcome,
+                        escalations: j.escalations,
+                        zone,
+                        budgets: j.budgets,
+                        rate_limits: j.rate_limits,
+                        admitted_in_step: runs,
+                        plan: plan.clone(),
+                        fast_refusal,
+                    };
+                    Ok::<_, ApiError>((j.next, judged, plan))
+                })
+                .await?
+        };
         let Judged {
             outcome,
             escalations,
@@ -110,6 +104,8 @@ impl DecisionsService {
             plan,
             fast_refusal,
         } = judged;
+        let budgets = picked(policy.budgets(), &budgets);
+        let rate_limits = picked(policy.rate_limits(), &rate_limits);
         // 4. Break-glass grants and approvals may change a refusal (see `gate`).
         let mut gated =
             super::approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
@@ -272,7 +268,7 @@ impl DecisionsService {
     }
 
     async fn report(&self, req: ReportRequest) -> Result<ReportResponse, ApiError> {
-        let action = normalize::normalize(req.action.as_ref())?;
+        let action = std::sync::Arc::new(normalize::normalize(req.action.as_ref())?);
         // Refused before anything is stored, as in Evaluate: the settlement reads them.
         budgets::check_estimates(&action)?;
         let result = req
@@ -299,39 +295,40 @@ impl DecisionsService {
         };
         let usage = budgets::reported_usage(&policy, &action, result, req.decision_seq, now);
         observation.cost_micro_usd = usage.cost_micro_usd;
-        let guard = &self.shared.guard;
         // The observation, and the usage settled against the budgets it counts against
         // (kept in the history), in one transaction.
-        let history = budgets::carries_usage(&usage).then_some(&usage);
-        let ((zone, escalations, budgets), after) = self
-            .shared
-            .store
-            .session_step_settle(&session_key(&action), |stored| {
-                // A result still counts after the session ended: what was read was read.
-                let state = stored.unwrap_or_else(|| SessionState::new(now));
-                let (next, fired) = session::observe(&policy, &state, &observation, now);
-                let zone = next.zone;
-                let budgets: Vec<_> = if policy.budgets().is_empty() {
-                    Vec::new()
-                } else {
-                    policy
-                        .budgets_for(&policy.context(&action, guard), zone, &next.tags)
-                        .iter()
-                        .filter_map(|&i| policy.budgets().get(i))
-                        .collect()
-                };
-                let settle = if !budgets.is_empty() || history.is_some() {
-                    Some(Settlement {
-                        charges: budgets::settlement(&budgets, &action, &usage, now)?,
-                        usage: history.cloned(),
-                        now,
-                    })
-                } else {
-                    None
-                };
-                Ok::<_, ApiError>((next, (zone, fired, budgets), settle))
-            })
-            .await?;
+        let history = budgets::carries_usage(&usage).then(|| usage.clone());
+        let ((zone, escalations, budgets), after) = {
+            let (policy, guard) = (policy.clone(), self.shared.guard.clone());
+            let (action, usage) = (action.clone(), usage.clone());
+            self.shared
+                .store
+                .session_step_settle(&session_key(&action), move |stored| {
+                    // A result still counts after the session ended: what was read was
+                    // read.
+                    let state = stored.unwrap_or_else(|| SessionState::new(now));
+                    let (next, fired) = session::observe(&policy, &state, &observation, now);
+                    let zone = next.zone;
+                    let counted: Vec<usize> = if policy.budgets().is_empty() {
+                        Vec::new()
+                    } else {
+                        policy.budgets_for(&policy.context(&action, &guard), zone, &next.tags)
+                    };
+                    let settle = if !counted.is_empty() || history.is_some() {
+                        let budgets = picked(policy.budgets(), &counted);
+                        Some(Settlement {
+                            charges: budgets::settlement(&budgets, &action, &usage, now)?,
+                            usage: history,
+                            now,
+                        })
+                    } else {
+                        None
+                    };
+                    Ok::<_, ApiError>((next, (zone, fired, counted), settle))
+                })
+                .await?
+        };
+        let budgets = picked(policy.budgets(), &budgets);
         let budget_events = if budgets.is_empty() {
             Vec::new()
         } else {
@@ -369,18 +366,25 @@ impl DecisionsService {
 }
 
 /// What the session step of an Evaluate found.
-struct Judged<'p> {
+struct Judged {
     outcome: crate::policy::Outcome,
     escalations: Vec<Escalation>,
     zone: Zone,
-    budgets: Vec<&'p crate::policy::Budget>,
-    rate_limits: Vec<&'p crate::policy::RateLimit>,
+    /// The policy's budgets and rate limits the action counts against, by index.
+    budgets: Vec<usize>,
+    rate_limits: Vec<usize>,
     /// The policy let the action run, so its limits were dealt with in the step.
     admitted_in_step: bool,
     /// The admission the step ran, if any.
     plan: Option<crate::store::AdmissionPlan>,
     /// The fast path's refusal, if it refused.
     fast_refusal: Option<limits::Admission>,
+}
+
+/// The items of `all` at `indices` (the policy's budgets or rate limits an action
+/// counts against).
+fn picked<'p, T>(all: &'p [T], indices: &[usize]) -> Vec<&'p T> {
+    indices.iter().filter_map(|&i| all.get(i)).collect()
 }
 
 /// Whether a verdict lets the action run.

@@ -39,10 +39,11 @@ impl SessionsService {
         }
         let policy = self.shared.policy.current();
         let now = now_us();
+        let opened = (policy.clone(), key.session.clone());
         let (state, created) = self
             .shared
             .store
-            .session_step(&key, |stored| match stored {
+            .session_step(&key, move |stored| match stored {
                 None => {
                     let s = SessionState {
                         max_tokens,
@@ -51,10 +52,10 @@ impl SessionsService {
                     };
                     Ok((s.clone(), (s, true)))
                 }
-                Some(s) => match s.ended(&policy, now) {
+                Some(s) => match s.ended(&opened.0, now) {
                     Some(why) => Err(ApiError::SessionEnded(format!(
                         "session {:?} cannot be reopened: {why}",
-                        key.session
+                        opened.1
                     ))),
                     None => Ok((s.clone(), (s, false))),
                 },
@@ -70,14 +71,12 @@ impl SessionsService {
         let key = key(r.as_ref())?;
         let policy = self.shared.policy.current();
         let now = now_us();
+        let missing = format!("no session {:?} for agent {:?}", key.session, key.agent);
         let (state, changed) = self
             .shared
             .store
-            .session_step(&key, |stored| match stored {
-                None => Err(ApiError::NotFound(format!(
-                    "no session {:?} for agent {:?}",
-                    key.session, key.agent
-                ))),
+            .session_step(&key, move |stored| match stored {
+                None => Err(ApiError::NotFound(missing)),
                 Some(mut s) => {
                     let changed = s.closed_us.is_none();
                     s.closed_us.get_or_insert(now);

@@ -1,6 +1,6 @@
 //! Session rows. A step (evaluate or report) runs in one transaction that locks the
 //! session's row: `SELECT … FOR UPDATE` on PostgreSQL, the database write lock
-//! (`BEGIN IMMEDIATE`) on SQLite. Two replicas acting on one session therefore take
+//! (`BEGIN IMMEDIATE`, one transaction per batch of steps: `store/steps.rs`) on SQLite. Two replicas acting on one session therefore take
 //! turns, and each sees the other's escalation. The stored zone never goes down: the
 //! UPDATE keeps the larger of the stored and the new zone.
 
@@ -9,6 +9,7 @@ use sqlx::{PgConnection, SqliteConnection};
 use super::budgets::{
     admit_on_pg, admit_on_sqlite, commit_if_admitted, in_lock_order, settle_on_pg, settle_on_sqlite,
 };
+use super::steps::StepFn;
 use super::{
     AdmissionPlan, Admitted, Backend, BudgetRow, Charge, Refused, Store, StoreError, UsageRow,
 };
@@ -123,7 +124,7 @@ macro_rules! bind_session {
 }
 
 /// What a session step runs after it wrote the state, in the same transaction.
-enum FollowUp {
+pub(super) enum FollowUp {
     /// Admit the action (rate limits and budgets), under a savepoint.
     Admit(AdmissionPlan),
     /// Settle a report's usage and write its history row.
@@ -131,7 +132,7 @@ enum FollowUp {
 }
 
 /// What the follow-up did.
-enum FollowedUp {
+pub(super) enum FollowedUp {
     Admitted(Result<Admitted, Refused>),
     Settled(Vec<BudgetRow>),
 }
@@ -148,18 +149,18 @@ pub struct Settlement {
 /// only this transaction sees until it commits; no-op when the row exists.
 const INSERT_PLACEHOLDER_PG: &str = "INSERT INTO sessions (tenant, agent, session, started_us, last_seen_us) \
      VALUES ($1, $2, $3, -1, -1) ON CONFLICT DO NOTHING";
-const INSERT_PLACEHOLDER_SQLITE: &str = "INSERT INTO sessions (tenant, agent, session, started_us, last_seen_us) \
-     VALUES (?1, ?2, ?3, -1, -1) ON CONFLICT DO NOTHING";
 
 impl Store {
     /// Runs one session step under the session's lock: `step` gets the stored state
     /// (`None` for a session never seen) and returns the state to store and a value.
     /// An error from `step` rolls back and stores nothing.
     ///
-    /// The row is locked first (`SELECT … FOR UPDATE`; SQLite's `BEGIN IMMEDIATE`
-    /// already holds the write lock). Only for a session never seen is a placeholder row
-    /// inserted and locked, so two replicas creating one session also take turns, and
-    /// the common case costs one read and one write.
+    /// On PostgreSQL the row is locked first (`SELECT … FOR UPDATE`). Only for a session
+    /// never seen is a placeholder row inserted and locked, so two replicas creating one
+    /// session also take turns, and the common case costs one read and one write. On
+    /// SQLite the step runs on the store's step writer (`store/steps.rs`), batched with
+    /// the other steps waiting, inside a `BEGIN IMMEDIATE` that already holds the write
+    /// lock; `step` runs on that thread, hence `Send + 'static`.
     ///
     /// The commit is deferred (not synced by itself): a caller that changed the state
     /// appends an audit record before it answers, and that durable commit covers this
@@ -167,10 +168,11 @@ impl Store {
     pub async fn session_step<T, E>(
         &self,
         key: &SessionKey,
-        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T), E>,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T), E> + Send + 'static,
     ) -> Result<T, E>
     where
-        E: From<StoreError>,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let (value, _) = self
             .session_step_admit(key, |stored| step(stored).map(|(next, v)| (next, v, None)))
@@ -187,10 +189,13 @@ impl Store {
     pub async fn session_step_admit<T, E>(
         &self,
         key: &SessionKey,
-        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<AdmissionPlan>), E>,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<AdmissionPlan>), E>
+        + Send
+        + 'static,
     ) -> Result<(T, Option<Result<Admitted, Refused>>), E>
     where
-        E: From<StoreError>,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let (value, done) = self
             .session_step_then(key, |stored| {
@@ -213,10 +218,13 @@ impl Store {
     pub async fn session_step_settle<T, E>(
         &self,
         key: &SessionKey,
-        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<Settlement>), E>,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<Settlement>), E>
+        + Send
+        + 'static,
     ) -> Result<(T, Vec<BudgetRow>), E>
     where
-        E: From<StoreError>,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let (value, done) = self
             .session_step_then(key, |stored| {
@@ -236,49 +244,39 @@ impl Store {
     async fn session_step_then<T, E>(
         &self,
         key: &SessionKey,
-        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<FollowUp>), E>,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<FollowUp>), E>
+        + Send
+        + 'static,
     ) -> Result<(T, Option<FollowedUp>), E>
     where
-        E: From<StoreError>,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         match &self.backend {
-            Backend::Sqlite(pool) => {
-                let (_turn, mut tx) = self
-                    .begin_sqlite_deferred(pool)
-                    .await
-                    .map_err(StoreError::from)?;
-                let mut current = sqlite_get(&mut tx, key).await?;
-                if current.is_none() {
-                    bind_key!(sqlx::query(INSERT_PLACEHOLDER_SQLITE), key)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::from)?;
-                    current = sqlite_get(&mut tx, key).await?;
+            Backend::Sqlite(_) => {
+                // Run on the store's step writer, batched with other steps; the
+                // caller's value and error come back on their own channel.
+                let writer = self.step_writer().await?;
+                let (sent, kept) = tokio::sync::oneshot::channel();
+                let erased: StepFn = Box::new(move |stored| match step(stored) {
+                    Ok((next, value, follow)) => {
+                        let _ = sent.send(Ok(value));
+                        Some((next, follow))
+                    }
+                    Err(e) => {
+                        let _ = sent.send(Err(e));
+                        None
+                    }
+                });
+                let done = writer.step(key.clone(), erased).await?;
+                match kept.await {
+                    Ok(Ok(value)) => Ok((value, done)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(StoreError::Failed(
+                        "the session step failed inside the writer; nothing was stored".into(),
+                    )
+                    .into()),
                 }
-                let (next, value, follow) = step(current.filter(is_real))?;
-                sqlite_put(&mut tx, key, &next).await?;
-                let done = match follow {
-                    None => None,
-                    Some(FollowUp::Admit(plan)) => Some(FollowedUp::Admitted(
-                        async {
-                            let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-                            let result = admit_on_sqlite(&mut sp, &plan).await?;
-                            commit_if_admitted(sp, result).await
-                        }
-                        .await?,
-                    )),
-                    Some(FollowUp::Settle(s)) => Some(FollowedUp::Settled(
-                        settle_on_sqlite(
-                            &mut tx,
-                            &in_lock_order(&s.charges),
-                            s.usage.as_ref(),
-                            s.now,
-                        )
-                        .await?,
-                    )),
-                };
-                tx.commit().await.map_err(StoreError::from)?;
-                Ok((value, done))
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool
@@ -327,11 +325,11 @@ impl Store {
 }
 
 /// A placeholder row (`started_us = -1`) is a session never seen.
-fn is_real(s: &SessionState) -> bool {
+pub(super) fn is_real(s: &SessionState) -> bool {
     s.started_us >= 0
 }
 
-async fn sqlite_get(
+pub(super) async fn sqlite_get(
     conn: &mut SqliteConnection,
     key: &SessionKey,
 ) -> Result<Option<SessionState>, StoreError> {
@@ -341,20 +339,45 @@ async fn sqlite_get(
     row.map(state).transpose()
 }
 
-async fn sqlite_put(
+/// Stores `s`: an UPDATE of the row when it `exists`, else an INSERT. (SQLite needs no
+/// placeholder row: the batch's `BEGIN IMMEDIATE` already holds the only write lock.)
+pub(super) async fn sqlite_put(
     conn: &mut SqliteConnection,
     key: &SessionKey,
     s: &SessionState,
+    exists: bool,
 ) -> Result<(), StoreError> {
-    let sql = "UPDATE sessions SET zone = MAX(zone, ?4), actions = ?5, reports = ?6, \
+    let update = "UPDATE sessions SET zone = MAX(zone, ?4), actions = ?5, reports = ?6, \
                bytes = ?7, rows_read = ?8, tags = ?9, started_us = ?10, last_seen_us = ?11, \
                closed_us = COALESCE(closed_us, ?12), max_tokens = ?13, \
                max_cost_micro_usd = ?14, tokens = ?15, cost_micro_usd = ?16 \
                WHERE tenant = ?1 AND agent = ?2 AND session = ?3";
-    bind_session!(sqlx::query(sql), key, s)
+    let insert = "INSERT INTO sessions (tenant, agent, session, zone, actions, reports, bytes, \
+               rows_read, tags, started_us, last_seen_us, closed_us, max_tokens, \
+               max_cost_micro_usd, tokens, cost_micro_usd) \
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+    bind_session!(sqlx::query(if exists { update } else { insert }), key, s)
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Runs a step's follow-up on SQLite, after its state was written.
+pub(super) async fn sqlite_follow_up(
+    tx: &mut SqliteConnection,
+    follow: Option<FollowUp>,
+) -> Result<Option<FollowedUp>, StoreError> {
+    Ok(match follow {
+        None => None,
+        Some(FollowUp::Admit(plan)) => {
+            let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+            let result = admit_on_sqlite(&mut sp, &plan).await?;
+            Some(FollowedUp::Admitted(commit_if_admitted(sp, result).await?))
+        }
+        Some(FollowUp::Settle(s)) => Some(FollowedUp::Settled(
+            settle_on_sqlite(tx, &in_lock_order(&s.charges), s.usage.as_ref(), s.now).await?,
+        )),
+    })
 }
 
 async fn pg_get(

@@ -1,0 +1,186 @@
+//! SQLite session steps, batched: one writer thread per store takes every step waiting,
+//! runs them one after another in one transaction, commits once and only then answers
+//! each caller.
+//!
+//! SQLite has one writer at a time, so session steps queue anyway (`store/gate.rs`).
+//! Run one per transaction from the request tasks, a step cost a `BEGIN IMMEDIATE`, a
+//! read, a write and a `COMMIT`, each a round trip to sqlx's SQLite worker thread and
+//! back through the shared runtime, and the next step could not start until the
+//! runtime had polled the previous one's task again: about 0.35 ms per step, the
+//! daemon's ceiling under load. Here a batch pays the `BEGIN` and the `COMMIT` once,
+//! and its steps run back to back on a thread that does nothing else.
+//!
+//! A step's closure runs on this thread, in batch order, and sees every earlier step of
+//! the batch (same transaction): two steps of one session in one batch take turns as
+//! they would in two transactions. A closure that refuses (returns its error) writes
+//! nothing. A database error fails the whole batch: it rolls back and every step in it
+//! gets the error, so no caller acts on a step that was not stored. Commits are
+//! deferred (`synchronous=NORMAL`) exactly as before: the audit append each caller
+//! makes before it answers is the durable one (see `Store::begin_sqlite_deferred`).
+
+use std::panic::AssertUnwindSafe;
+
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+use super::gate::WriteGate;
+use super::sessions::{FollowUp, FollowedUp, SessionKey, sqlite_follow_up, sqlite_get, sqlite_put};
+use crate::session::SessionState;
+
+/// Most steps run in one transaction.
+const MAX_BATCH: usize = 256;
+/// Steps that may wait for the writer before callers feel back-pressure.
+const QUEUE_CAPACITY: usize = 16_384;
+
+/// A type-erased step: the stored state in, the state to store and the follow-up out,
+/// or `None` when the caller's closure refused (it has kept its own error).
+pub(super) type StepFn =
+    Box<dyn FnOnce(Option<SessionState>) -> Option<(SessionState, Option<FollowUp>)> + Send>;
+
+/// What the writer answers a step: what its follow-up did, or nothing (no follow-up,
+/// or the closure refused).
+pub(super) type StepDone = Result<Option<FollowedUp>, StoreError>;
+
+struct Job {
+    key: SessionKey,
+    step: StepFn,
+    done: oneshot::Sender<StepDone>,
+}
+
+/// Handle to a store's step writer; cheap to clone. The thread stops when every handle
+/// is dropped.
+#[derive(Clone)]
+pub(super) struct StepWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl StepWriter {
+    /// Starts the writer thread on `pool` (the deferred pool), queueing for the file's
+    /// write turn at `gate` like every other writer of this process.
+    pub(super) fn start(pool: SqlitePool, gate: WriteGate) -> Result<StepWriter, StoreError> {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Runtime(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("warden-steps".into())
+            .spawn(move || runtime.block_on(run(pool, gate, rx)))
+            .map_err(|e| StoreError::Runtime(e.to_string()))?;
+        Ok(StepWriter { tx })
+    }
+
+    /// Queues one step and waits until its batch has committed (or failed).
+    pub(super) async fn step(&self, key: SessionKey, step: StepFn) -> StepDone {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job { key, step, done })
+            .await
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Failed("the session step writer has stopped".into())
+}
+
+async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let steps = batch.len();
+        let started = std::time::Instant::now();
+        let (answers, result) = run_batch(&pool, &gate, batch.drain(..)).await;
+        tracing::trace!(
+            steps,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "session step batch"
+        );
+        match result {
+            Ok(()) => {
+                for (done, answer) in answers {
+                    let _ = done.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, steps, "session step batch failed; refusing its steps");
+                let message = e.to_string();
+                for (done, _) in answers {
+                    let _ = done.send(Err(StoreError::Failed(message.clone())));
+                }
+            }
+        }
+    }
+    tracing::debug!("session step writer stopped");
+}
+
+/// Runs `jobs` in one transaction. Every job's sender comes back with its answer; the
+/// answers count only if the result is `Ok` (the batch committed).
+async fn run_batch(
+    pool: &SqlitePool,
+    gate: &WriteGate,
+    jobs: impl Iterator<Item = Job>,
+) -> (
+    Vec<(oneshot::Sender<StepDone>, Option<FollowedUp>)>,
+    Result<(), StoreError>,
+) {
+    let mut answers = Vec::with_capacity(MAX_BATCH);
+    let mut jobs = jobs.peekable();
+    let _turn = gate.turn().await;
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => {
+            answers.extend(jobs.map(|j| (j.done, None)));
+            return (answers, Err(e.into()));
+        }
+    };
+    while let Some(job) = jobs.next() {
+        let Job { key, step, done } = job;
+        match run_one(&mut tx, &key, step).await {
+            Ok(answer) => answers.push((done, answer)),
+            Err(e) => {
+                answers.push((done, None));
+                answers.extend(jobs.map(|j| (j.done, None)));
+                // Dropping the transaction rolls it back.
+                return (answers, Err(e));
+            }
+        }
+    }
+    let result = tx.commit().await.map_err(StoreError::from);
+    (answers, result)
+}
+
+/// One step inside the batch's transaction.
+async fn run_one(
+    tx: &mut sqlx::SqliteConnection,
+    key: &SessionKey,
+    step: StepFn,
+) -> Result<Option<FollowedUp>, StoreError> {
+    let stored = sqlite_get(tx, key).await?;
+    let exists = stored.is_some();
+    // A panic in a caller's closure is a bug in that caller: it fails its own step
+    // (the caller sees the writer's answer dropped) and not the writer.
+    let Ok(outcome) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        step(stored.filter(super::sessions::is_real))
+    })) else {
+        tracing::error!(
+            agent = %key.agent,
+            session = %key.session,
+            "a session step panicked; nothing of it was stored"
+        );
+        return Ok(None);
+    };
+    let Some((next, follow)) = outcome else {
+        return Ok(None);
+    };
+    sqlite_put(tx, key, &next, exists).await?;
+    sqlite_follow_up(tx, follow).await
+}
