@@ -217,7 +217,12 @@ impl Store {
         }
         match &self.backend {
             Backend::Sqlite(pool) => {
+                let queued = std::time::Instant::now();
                 let _turn = self.sqlite_write_turn().await;
+                tracing::trace!(
+                    waited_us = queued.elapsed().as_micros() as u64,
+                    "audit batch has the write turn"
+                );
                 sqlite::append_batch(pool, records).await
             }
             Backend::Postgres(pool) => postgres::append_batch(pool, records).await,

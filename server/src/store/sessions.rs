@@ -4,6 +4,8 @@
 //! turns, and each sees the other's escalation. The stored zone never goes down: the
 //! UPDATE keeps the larger of the stored and the new zone.
 
+use std::collections::HashMap;
+
 use sqlx::{PgConnection, SqliteConnection};
 
 use super::budgets::{
@@ -339,26 +341,90 @@ pub(super) async fn sqlite_get(
     row.map(state).transpose()
 }
 
-/// Stores `s`: an UPDATE of the row when it `exists`, else an INSERT. (SQLite needs no
-/// placeholder row: the batch's `BEGIN IMMEDIATE` already holds the only write lock.)
-pub(super) async fn sqlite_put(
+/// The stored rows of `keys` (placeholders included; a key without a row is absent),
+/// in one statement.
+pub(super) async fn sqlite_get_many(
     conn: &mut SqliteConnection,
-    key: &SessionKey,
-    s: &SessionState,
-    exists: bool,
+    keys: &[&SessionKey],
+) -> Result<HashMap<SessionKey, SessionState>, StoreError> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT tenant, agent, session, zone, actions, reports, bytes, rows_read, tags, \
+         started_us, last_seen_us, closed_us, max_tokens, max_cost_micro_usd, tokens, \
+         cost_micro_usd FROM sessions WHERE (tenant, agent, session) IN (VALUES {})",
+        vec!["(?, ?, ?)"; keys.len()].join(", ")
+    );
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    for key in keys {
+        query = bind_key!(query, key);
+    }
+    let rows: Vec<KeyedRow> = query.fetch_all(conn).await?;
+    rows.into_iter()
+        .map(|r| {
+            let key = SessionKey {
+                tenant: r.0,
+                agent: r.1,
+                session: r.2,
+            };
+            let row = (
+                r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15,
+            );
+            Ok((key, state(row)?))
+        })
+        .collect()
+}
+
+/// A [`Row`] with its key in front.
+type KeyedRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+);
+
+/// Stores each `(key, state)` in one statement: an upsert that keeps the
+/// larger zone and the first close, as the UPDATE on PostgreSQL does. (SQLite needs no
+/// placeholder row: the batch's `BEGIN IMMEDIATE` already holds the only write lock.)
+pub(super) async fn sqlite_put_many(
+    conn: &mut SqliteConnection,
+    rows: &[(&SessionKey, &SessionState)],
 ) -> Result<(), StoreError> {
-    let update = "UPDATE sessions SET zone = MAX(zone, ?4), actions = ?5, reports = ?6, \
-               bytes = ?7, rows_read = ?8, tags = ?9, started_us = ?10, last_seen_us = ?11, \
-               closed_us = COALESCE(closed_us, ?12), max_tokens = ?13, \
-               max_cost_micro_usd = ?14, tokens = ?15, cost_micro_usd = ?16 \
-               WHERE tenant = ?1 AND agent = ?2 AND session = ?3";
-    let insert = "INSERT INTO sessions (tenant, agent, session, zone, actions, reports, bytes, \
-               rows_read, tags, started_us, last_seen_us, closed_us, max_tokens, \
-               max_cost_micro_usd, tokens, cost_micro_usd) \
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
-    bind_session!(sqlx::query(if exists { update } else { insert }), key, s)
-        .execute(conn)
-        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO sessions (tenant, agent, session, zone, actions, reports, bytes, \
+         rows_read, tags, started_us, last_seen_us, closed_us, max_tokens, \
+         max_cost_micro_usd, tokens, cost_micro_usd) VALUES {} \
+         ON CONFLICT (tenant, agent, session) DO UPDATE SET \
+         zone = MAX(zone, excluded.zone), actions = excluded.actions, \
+         reports = excluded.reports, bytes = excluded.bytes, \
+         rows_read = excluded.rows_read, tags = excluded.tags, \
+         started_us = excluded.started_us, last_seen_us = excluded.last_seen_us, \
+         closed_us = COALESCE(closed_us, excluded.closed_us), \
+         max_tokens = excluded.max_tokens, max_cost_micro_usd = excluded.max_cost_micro_usd, \
+         tokens = excluded.tokens, cost_micro_usd = excluded.cost_micro_usd",
+        vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (key, s) in rows {
+        query = bind_session!(query, key, *s);
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 

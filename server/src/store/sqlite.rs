@@ -50,21 +50,15 @@ pub(super) async fn append_batch(
         hash,
     };
     let links = chain(&head, records);
-    // Full chunks go through one cached multi-row statement; the rest one row at a time
-    // (a lone record, the common case without load, is one statement either way).
+    // One multi-row statement per CHUNK records, and one for the rest: a batch of n
+    // records costs ceil(n / CHUNK) round trips to SQLite's worker, not n.
     let rows: Vec<_> = records.iter().zip(&links).collect();
-    let mut chunks = rows.chunks_exact(CHUNK);
-    for chunk in &mut chunks {
-        let mut query = sqlx::query(AssertSqlSafe(MULTI_ROW_INSERT.clone()));
+    for chunk in rows.chunks(CHUNK) {
+        let mut query = sqlx::query(AssertSqlSafe(MULTI_ROW_INSERTS[chunk.len() - 1].clone()));
         for (r, link) in chunk {
             query = bind_row(query, r, link);
         }
         query.execute(&mut *tx).await?;
-    }
-    for (r, link) in chunks.remainder() {
-        bind_row(sqlx::query(SINGLE_ROW_INSERT), r, link)
-            .execute(&mut *tx)
-            .await?;
     }
     let (last_seq, last_hash) = head_after(&head, &links);
     sqlx::query("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
@@ -79,20 +73,19 @@ pub(super) async fn append_batch(
 /// Rows per multi-row INSERT: 32 x 19 = 608 parameters, well under SQLite's limit.
 const CHUNK: usize = 32;
 
-const SINGLE_ROW_INSERT: &str = concat!(
-    "INSERT INTO audit_log (",
-    audit_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-);
-
-static MULTI_ROW_INSERT: LazyLock<Arc<str>> = LazyLock::new(|| {
+/// `INSERT INTO audit_log … VALUES` with 1 ..= CHUNK rows, at index rows - 1.
+static MULTI_ROW_INSERTS: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| {
     let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    let values = vec![row; CHUNK].join(", ");
-    format!(
-        "INSERT INTO audit_log ({}) VALUES {values}",
-        audit_columns!()
-    )
-    .into()
+    (1..=CHUNK)
+        .map(|n| {
+            format!(
+                "INSERT INTO audit_log ({}) VALUES {}",
+                audit_columns!(),
+                vec![row; n].join(", ")
+            )
+            .into()
+        })
+        .collect()
 });
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;

@@ -18,6 +18,7 @@
 //! deferred (`synchronous=NORMAL`) exactly as before: the audit append each caller
 //! makes before it answers is the durable one (see `Store::begin_sqlite_deferred`).
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 
 use sqlx::SqlitePool;
@@ -25,7 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use super::gate::WriteGate;
-use super::sessions::{FollowUp, FollowedUp, SessionKey, sqlite_follow_up, sqlite_get, sqlite_put};
+use super::sessions::{
+    FollowUp, FollowedUp, SessionKey, sqlite_follow_up, sqlite_get_many, sqlite_put_many,
+};
 use crate::session::SessionState;
 
 /// Most steps run in one transaction.
@@ -98,22 +101,24 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
         }
         let steps = batch.len();
         let started = std::time::Instant::now();
-        let (answers, result) = run_batch(&pool, &gate, batch.drain(..)).await;
+        let (dones, work): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|j| (j.done, (j.key, j.step))).unzip();
+        let result = run_batch(&pool, &gate, work).await;
         tracing::trace!(
             steps,
             elapsed_us = started.elapsed().as_micros() as u64,
             "session step batch"
         );
         match result {
-            Ok(()) => {
-                for (done, answer) in answers {
+            Ok(answers) => {
+                for (done, answer) in dones.into_iter().zip(answers) {
                     let _ = done.send(Ok(answer));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, steps, "session step batch failed; refusing its steps");
                 let message = e.to_string();
-                for (done, _) in answers {
+                for done in dones {
                     let _ = done.send(Err(StoreError::Failed(message.clone())));
                 }
             }
@@ -122,65 +127,74 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
     tracing::debug!("session step writer stopped");
 }
 
-/// Runs `jobs` in one transaction. Every job's sender comes back with its answer; the
-/// answers count only if the result is `Ok` (the batch committed).
+/// Runs `work` in one transaction: one read of every session the batch touches, the
+/// steps in order (each on the state the steps before it left, its follow-up right
+/// after it), one write of every session that changed. The answers come back in
+/// `work`'s order, and count only once this returns `Ok` (the batch committed).
 async fn run_batch(
     pool: &SqlitePool,
     gate: &WriteGate,
-    jobs: impl Iterator<Item = Job>,
-) -> (
-    Vec<(oneshot::Sender<StepDone>, Option<FollowedUp>)>,
-    Result<(), StoreError>,
-) {
-    let mut answers = Vec::with_capacity(MAX_BATCH);
-    let mut jobs = jobs.peekable();
+    work: Vec<(SessionKey, StepFn)>,
+) -> Result<Vec<Option<FollowedUp>>, StoreError> {
+    let queued = std::time::Instant::now();
     let _turn = gate.turn().await;
-    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => {
-            answers.extend(jobs.map(|j| (j.done, None)));
-            return (answers, Err(e.into()));
-        }
-    };
-    while let Some(job) = jobs.next() {
-        let Job { key, step, done } = job;
-        match run_one(&mut tx, &key, step).await {
-            Ok(answer) => answers.push((done, answer)),
-            Err(e) => {
-                answers.push((done, None));
-                answers.extend(jobs.map(|j| (j.done, None)));
-                // Dropping the transaction rolls it back.
-                return (answers, Err(e));
-            }
+    tracing::trace!(
+        waited_us = queued.elapsed().as_micros() as u64,
+        "session step batch has the write turn"
+    );
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut keys: Vec<&SessionKey> = work.iter().map(|(key, _)| key).collect();
+    keys.sort_unstable_by(|a, b| {
+        (&a.tenant, &a.agent, &a.session).cmp(&(&b.tenant, &b.agent, &b.session))
+    });
+    keys.dedup();
+    let mut sessions = sqlite_get_many(&mut tx, &keys).await?;
+    // The sessions the batch changed, in the order it first changed them.
+    let mut changed: Vec<SessionKey> = Vec::new();
+    let mut is_changed: HashSet<SessionKey> = HashSet::new();
+    let mut answers = Vec::with_capacity(work.len());
+    for (key, step) in work {
+        let stored = sessions.get(&key).cloned();
+        let Some((next, follow)) = run_step(&key, step, stored) else {
+            answers.push(None);
+            continue;
+        };
+        answers.push(sqlite_follow_up(&mut tx, follow).await?);
+        sessions.insert(key.clone(), next);
+        if is_changed.insert(key.clone()) {
+            changed.push(key);
         }
     }
-    let result = tx.commit().await.map_err(StoreError::from);
-    (answers, result)
+    let rows: Vec<_> = changed
+        .iter()
+        .filter_map(|k| Some((k, sessions.get(k)?)))
+        .collect();
+    sqlite_put_many(&mut tx, &rows).await?;
+    tx.commit().await?;
+    Ok(answers)
 }
 
-/// One step inside the batch's transaction.
-async fn run_one(
-    tx: &mut sqlx::SqliteConnection,
+/// Runs one step's closure on the state the batch holds for its session (`None`: never
+/// seen). `None` back: the closure refused, or panicked; either way nothing of it is
+/// stored.
+fn run_step(
     key: &SessionKey,
     step: StepFn,
-) -> Result<Option<FollowedUp>, StoreError> {
-    let stored = sqlite_get(tx, key).await?;
-    let exists = stored.is_some();
+    stored: Option<SessionState>,
+) -> Option<(SessionState, Option<FollowUp>)> {
     // A panic in a caller's closure is a bug in that caller: it fails its own step
-    // (the caller sees the writer's answer dropped) and not the writer.
-    let Ok(outcome) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+    // (the caller sees its value's channel dropped) and not the writer.
+    match std::panic::catch_unwind(AssertUnwindSafe(|| {
         step(stored.filter(super::sessions::is_real))
-    })) else {
-        tracing::error!(
-            agent = %key.agent,
-            session = %key.session,
-            "a session step panicked; nothing of it was stored"
-        );
-        return Ok(None);
-    };
-    let Some((next, follow)) = outcome else {
-        return Ok(None);
-    };
-    sqlite_put(tx, key, &next, exists).await?;
-    sqlite_follow_up(tx, follow).await
+    })) {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::error!(
+                agent = %key.agent,
+                session = %key.session,
+                "a session step panicked; nothing of it was stored"
+            );
+            None
+        }
+    }
 }
