@@ -400,6 +400,35 @@ async fn concurrent_steps_lose_nothing(kind: Backend) {
             .unwrap();
         let even = store.session_get(&key("even")).await.unwrap().unwrap();
         assert_eq!(even.actions, 151, "the panicked step stored nothing");
+
+        // A database error fails every step of its batch, and none of them is stored.
+        db.exec_sql(
+            "CREATE TRIGGER frozen BEFORE UPDATE ON sessions \
+             BEGIN SELECT RAISE(ABORT, 'sessions are frozen'); END",
+        )
+        .await;
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (store, key) = (store.clone(), key("even"));
+            tasks.push(tokio::spawn(async move {
+                store
+                    .session_step(&key, |stored| {
+                        let mut s = stored.expect("the session exists");
+                        s.actions += 1;
+                        Ok::<_, Refused>((s, ()))
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            match t.await.unwrap() {
+                Err(Refused::Store(e)) => assert!(e.contains("sessions are frozen"), "{e}"),
+                other => panic!("a step of a failed batch came back {other:?}"),
+            }
+        }
+        db.exec_sql("DROP TRIGGER frozen").await;
+        let even = store.session_get(&key("even")).await.unwrap().unwrap();
+        assert_eq!(even.actions, 151, "no step of a failed batch was stored");
     }
     db.drop_pg().await;
 }

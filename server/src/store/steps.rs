@@ -8,7 +8,8 @@
 //! back through the shared runtime, and the next step could not start until the
 //! runtime had polled the previous one's task again: about 0.35 ms per step, the
 //! daemon's ceiling under load. Here a batch pays the `BEGIN` and the `COMMIT` once,
-//! and its steps run back to back on a thread that does nothing else.
+//! reads all its sessions with one statement and writes them back with another, and
+//! its steps run back to back on a thread that does nothing else.
 //!
 //! A step's closure runs on this thread, in batch order, and sees every earlier step of
 //! the batch (same transaction): two steps of one session in one batch take turns as
