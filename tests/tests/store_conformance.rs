@@ -317,3 +317,30 @@ both_backends!(
     verify_during_appends_is_not_a_false_alarm,
     super::verify_during_appends_is_not_a_false_alarm
 );
+
+/// Two stores on one database (two pools, as two processes would have) append in
+/// turns: each batch chains after the head as it is, not where the same store last
+/// left it.
+async fn stores_taking_turns_keep_one_chain(kind: Backend) {
+    let db = TestDb::of(kind).await;
+    let a = store(&db).await;
+    let b = store(&db).await;
+    let first = a.append_batch(&records(0..3, "turns")).await.unwrap();
+    let second = b.append_batch(&records(3..5, "turns")).await.unwrap();
+    let third = a.append_batch(&records(5..8, "turns")).await.unwrap();
+    let fourth = a.append_batch(&records(8..9, "turns")).await.unwrap();
+    let seqs: Vec<u64> = [first, second, third, fourth]
+        .iter()
+        .flatten()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+    assert_eq!(a.audit_head().await.unwrap().seq, 9);
+    let v = audit::verify(&b).await.unwrap();
+    assert_eq!((v.records, v.failure), (9, None));
+    db.drop_pg().await;
+}
+both_backends!(
+    stores_taking_turns_keep_one_chain,
+    super::stores_taking_turns_keep_one_chain
+);
