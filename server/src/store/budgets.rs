@@ -373,6 +373,25 @@ pub(super) async fn settle_on_sqlite(
     Ok(settle_in!(conn, charges, usage, now, SETTLE_SQLITE, insert))
 }
 
+/// Writes usage history rows on SQLite in one statement (a step batch's settlements
+/// write theirs together, after the batch's steps).
+pub(super) async fn insert_usage_many_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[UsageRow],
+) -> Result<(), StoreError> {
+    // 15 parameters a row: 64 rows stay far under SQLite's parameter limit.
+    for chunk in rows.chunks(64) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let head = &INSERT_USAGE[..INSERT_USAGE.find("VALUES").unwrap_or(INSERT_USAGE.len())];
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("{head}VALUES {values}")));
+        for u in chunk {
+            query = bind_usage!(query, u);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// [`settle_on_sqlite`] on PostgreSQL.
 pub(super) async fn settle_on_pg(
     conn: &mut sqlx::PgConnection,

@@ -428,10 +428,13 @@ pub(super) async fn sqlite_put_many(
     Ok(())
 }
 
-/// Runs a step's follow-up on SQLite, after its state was written.
+/// Runs a step's follow-up on SQLite, after its state was written. A settlement's
+/// usage history row is not written here but pushed to `history`, for the batch to
+/// write in one statement.
 pub(super) async fn sqlite_follow_up(
     tx: &mut SqliteConnection,
     follow: Option<FollowUp>,
+    history: &mut Vec<UsageRow>,
 ) -> Result<Option<FollowedUp>, StoreError> {
     Ok(match follow {
         None => None,
@@ -440,9 +443,11 @@ pub(super) async fn sqlite_follow_up(
             let result = admit_on_sqlite(&mut sp, &plan).await?;
             Some(FollowedUp::Admitted(commit_if_admitted(sp, result).await?))
         }
-        Some(FollowUp::Settle(s)) => Some(FollowedUp::Settled(
-            settle_on_sqlite(tx, &in_lock_order(&s.charges), s.usage.as_ref(), s.now).await?,
-        )),
+        Some(FollowUp::Settle(s)) => {
+            let after = settle_on_sqlite(tx, &in_lock_order(&s.charges), None, s.now).await?;
+            history.extend(s.usage);
+            Some(FollowedUp::Settled(after))
+        }
     })
 }
 

@@ -26,6 +26,7 @@ use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::budgets::insert_usage_many_sqlite;
 use super::gate::WriteGate;
 use super::sessions::{
     FollowUp, FollowedUp, SessionKey, sqlite_follow_up, sqlite_get_many, sqlite_put_many,
@@ -130,7 +131,8 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
 
 /// Runs `work` in one transaction: one read of every session the batch touches, the
 /// steps in order (each on the state the steps before it left, its follow-up right
-/// after it), one write of every session that changed. The answers come back in
+/// after it), one write of every session that changed and one of the settlements'
+/// usage history rows. The answers come back in
 /// `work`'s order, and count only once this returns `Ok` (the batch committed).
 async fn run_batch(
     pool: &SqlitePool,
@@ -154,13 +156,14 @@ async fn run_batch(
     let mut changed: Vec<SessionKey> = Vec::new();
     let mut is_changed: HashSet<SessionKey> = HashSet::new();
     let mut answers = Vec::with_capacity(work.len());
+    let mut history = Vec::new();
     for (key, step) in work {
         let stored = sessions.get(&key).cloned();
         let Some((next, follow)) = run_step(&key, step, stored) else {
             answers.push(None);
             continue;
         };
-        answers.push(sqlite_follow_up(&mut tx, follow).await?);
+        answers.push(sqlite_follow_up(&mut tx, follow, &mut history).await?);
         sessions.insert(key.clone(), next);
         if is_changed.insert(key.clone()) {
             changed.push(key);
@@ -171,6 +174,7 @@ async fn run_batch(
         .filter_map(|k| Some((k, sessions.get(k)?)))
         .collect();
     sqlite_put_many(&mut tx, &rows).await?;
+    insert_usage_many_sqlite(&mut tx, &history).await?;
     tx.commit().await?;
     Ok(answers)
 }
