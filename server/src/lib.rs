@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod analyzer;
 pub mod audit;
+mod batch;
 pub mod bench;
 pub mod certify;
 pub mod check;

@@ -130,14 +130,7 @@ impl AuditWriter {
 async fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     let mut records: Vec<NewRecord> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+    while crate::batch::next_batch(&mut rx, &mut batch, max_batch).await {
         let (done, recs): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.done, p.record)).unzip();
         records.extend(recs);
         let started = Instant::now();
@@ -147,20 +140,11 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
             elapsed_us = started.elapsed().as_micros() as u64,
             "audit batch"
         );
-        match result {
-            Ok(committed) => {
-                for (done, c) in done.into_iter().zip(committed) {
-                    let _ = done.send(Ok(c));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, records = records.len(), "audit batch failed; refusing its decisions");
-                let err = AuditError::Store(e.to_string());
-                for done in done {
-                    let _ = done.send(Err(err.clone()));
-                }
-            }
-        }
+        let result = result.map_err(|e| {
+            tracing::error!(error = %e, records = records.len(), "audit batch failed; refusing its decisions");
+            AuditError::Store(e.to_string())
+        });
+        crate::batch::answer_all(done, result);
         records.clear();
     }
     tracing::debug!("audit writer drained and stopped");

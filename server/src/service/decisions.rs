@@ -57,12 +57,13 @@ impl DecisionsService {
         let now = now_us();
         let shared = &self.shared;
         let (judged, admitted) = {
-            let (policy, shared, action) = (policy.clone(), shared.clone(), action.clone());
+            let (policy, action) = (policy.clone(), action.clone());
+            let (guard, rate_cache) = (shared.guard.clone(), shared.rate_cache.clone());
             self.shared
                 .store
                 .session_step_admit(&session_key(&action), move |stored| {
                     let state = live_session(stored, &policy, now)?;
-                    let j = session::judge(&policy, &shared.guard, &state, &action, now);
+                    let j = session::judge(&policy, &guard, &state, &action, now);
                     let zone = j.next.zone;
                     let budgets = picked(policy.budgets(), &j.budgets);
                     let rate_limits = picked(policy.rate_limits(), &j.rate_limits);
@@ -71,7 +72,7 @@ impl DecisionsService {
                     //     changes an allow); see `decisions/limits.rs`.
                     let runs = runs(j.outcome.verdict);
                     let prepared = if runs {
-                        limits::prepare(&shared, &rate_limits, &budgets, &action, now)?
+                        limits::prepare(&rate_cache, &rate_limits, &budgets, &action, now)?
                     } else {
                         limits::Prepared::Nothing
                     };

@@ -25,13 +25,19 @@ pub struct SessionKey {
     pub session: String,
 }
 
-/// The columns a [`Row`] reads, in order.
+/// The columns [`state`] reads.
+macro_rules! session_columns {
+    () => {
+        "zone, actions, reports, bytes, rows_read, tags, started_us, last_seen_us, \
+         closed_us, max_tokens, max_cost_micro_usd, tokens, cost_micro_usd"
+    };
+}
 macro_rules! session_select {
     ($where:literal) => {
         concat!(
-            "SELECT zone, actions, reports, bytes, rows_read, tags, started_us, \
-             last_seen_us, closed_us, max_tokens, max_cost_micro_usd, tokens, cost_micro_usd \
-             FROM sessions WHERE ",
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE ",
             $where
         )
     };
@@ -41,46 +47,41 @@ const SELECT_PG: &str = session_select!("tenant = $1 AND agent = $2 AND session 
 const SELECT_PG_LOCKED: &str =
     session_select!("tenant = $1 AND agent = $2 AND session = $3 FOR UPDATE");
 
-type Row = (
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    i64,
-);
-
-fn state(row: Row) -> Result<SessionState, StoreError> {
-    let (zone, actions, reports, bytes, rows, tags, started, seen, closed) = (
-        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8,
-    );
-    let (max_tokens, max_cost, tokens, cost) = (row.9, row.10, row.11, row.12);
+/// Reads one session row (either backend) by column name.
+fn state<'r, R>(row: &'r R) -> Result<SessionState, StoreError>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let zone: i64 = row.try_get("zone")?;
     let zone = i16::try_from(zone)
         .ok()
         .and_then(Zone::from_i16)
         .ok_or_else(|| StoreError::Corrupt(format!("session zone {zone} is not a zone")))?;
+    let tags: String = row.try_get("tags")?;
+    let count = |column: &'static str| -> Result<u64, StoreError> {
+        Ok(row.try_get::<i64, _>(column)?.max(0) as u64)
+    };
     Ok(SessionState {
         zone,
-        actions: actions as u64,
-        reports: reports as u64,
-        bytes: bytes as u64,
-        rows: rows as u64,
+        actions: count("actions")?,
+        reports: count("reports")?,
+        bytes: count("bytes")?,
+        rows: count("rows_read")?,
         tags: serde_json::from_str(&tags)
             .map_err(|e| StoreError::Corrupt(format!("session tags: {e}")))?,
-        started_us: started,
-        last_seen_us: seen,
-        closed_us: closed,
-        max_tokens: max_tokens.map(|n| n.max(0) as u64),
-        max_cost_micro_usd: max_cost,
-        tokens: tokens.max(0) as u64,
-        cost_micro_usd: cost,
+        started_us: row.try_get("started_us")?,
+        last_seen_us: row.try_get("last_seen_us")?,
+        closed_us: row.try_get("closed_us")?,
+        max_tokens: row
+            .try_get::<Option<i64>, _>("max_tokens")?
+            .map(|n| n.max(0) as u64),
+        max_cost_micro_usd: row.try_get("max_cost_micro_usd")?,
+        tokens: count("tokens")?,
+        cost_micro_usd: row.try_get("cost_micro_usd")?,
     })
 }
 
@@ -335,10 +336,10 @@ pub(super) async fn sqlite_get(
     conn: &mut SqliteConnection,
     key: &SessionKey,
 ) -> Result<Option<SessionState>, StoreError> {
-    let row: Option<Row> = bind_key!(sqlx::query_as(SELECT_SQLITE), key)
+    let row = bind_key!(sqlx::query(SELECT_SQLITE), key)
         .fetch_optional(conn)
         .await?;
-    row.map(state).transpose()
+    row.as_ref().map(state).transpose()
 }
 
 /// The stored rows of `keys` (placeholders included; a key without a row is absent),
@@ -351,50 +352,30 @@ pub(super) async fn sqlite_get_many(
         return Ok(HashMap::new());
     }
     let sql = format!(
-        "SELECT tenant, agent, session, zone, actions, reports, bytes, rows_read, tags, \
-         started_us, last_seen_us, closed_us, max_tokens, max_cost_micro_usd, tokens, \
-         cost_micro_usd FROM sessions WHERE (tenant, agent, session) IN (VALUES {})",
+        concat!(
+            "SELECT tenant, agent, session, ",
+            session_columns!(),
+            " FROM sessions WHERE (tenant, agent, session) IN (VALUES {})"
+        ),
         vec!["(?, ?, ?)"; keys.len()].join(", ")
     );
-    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for key in keys {
         query = bind_key!(query, key);
     }
-    let rows: Vec<KeyedRow> = query.fetch_all(conn).await?;
-    rows.into_iter()
-        .map(|r| {
+    let rows = query.fetch_all(conn).await?;
+    rows.iter()
+        .map(|row| {
+            use sqlx::Row as _;
             let key = SessionKey {
-                tenant: r.0,
-                agent: r.1,
-                session: r.2,
+                tenant: row.try_get("tenant")?,
+                agent: row.try_get("agent")?,
+                session: row.try_get("session")?,
             };
-            let row = (
-                r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15,
-            );
             Ok((key, state(row)?))
         })
         .collect()
 }
-
-/// A [`Row`] with its key in front.
-type KeyedRow = (
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    i64,
-);
 
 /// Stores each `(key, state)` in one statement: an upsert that keeps the
 /// larger zone and the first close, as the UPDATE on PostgreSQL does. (SQLite needs no
@@ -457,10 +438,10 @@ async fn pg_get(
     lock: bool,
 ) -> Result<Option<SessionState>, StoreError> {
     let sql = if lock { SELECT_PG_LOCKED } else { SELECT_PG };
-    let row: Option<Row> = bind_key!(sqlx::query_as(sql), key)
+    let row = bind_key!(sqlx::query(sql), key)
         .fetch_optional(conn)
         .await?;
-    row.map(state).transpose()
+    row.as_ref().map(state).transpose()
 }
 
 async fn pg_put(

@@ -47,10 +47,14 @@ pub(super) type StepFn =
 /// or the closure refused).
 pub(super) type StepDone = Result<Option<FollowedUp>, StoreError>;
 
+/// A batch's failure, as every step in it is told (a `StoreError` is not `Clone`).
+#[derive(Clone)]
+struct BatchFailed(String);
+
 struct Job {
     key: SessionKey,
     step: StepFn,
-    done: oneshot::Sender<StepDone>,
+    done: oneshot::Sender<Result<Option<FollowedUp>, BatchFailed>>,
 }
 
 /// Handle to a store's step writer; cheap to clone. The thread stops when every handle
@@ -83,7 +87,9 @@ impl StepWriter {
             .send(Job { key, step, done })
             .await
             .map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?
+        wait.await
+            .map_err(|_| stopped())?
+            .map_err(|BatchFailed(message)| StoreError::Failed(message))
     }
 }
 
@@ -93,14 +99,7 @@ fn stopped() -> StoreError {
 
 async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while crate::batch::next_batch(&mut rx, &mut batch, MAX_BATCH).await {
         let steps = batch.len();
         let started = std::time::Instant::now();
         let (dones, work): (Vec<_>, Vec<_>) =
@@ -111,20 +110,11 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
             elapsed_us = started.elapsed().as_micros() as u64,
             "session step batch"
         );
-        match result {
-            Ok(answers) => {
-                for (done, answer) in dones.into_iter().zip(answers) {
-                    let _ = done.send(Ok(answer));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, steps, "session step batch failed; refusing its steps");
-                let message = e.to_string();
-                for done in dones {
-                    let _ = done.send(Err(StoreError::Failed(message.clone())));
-                }
-            }
-        }
+        let result = result.map_err(|e| {
+            tracing::error!(error = %e, steps, "session step batch failed; refusing its steps");
+            BatchFailed(e.to_string())
+        });
+        crate::batch::answer_all(dones, result);
     }
     tracing::debug!("session step writer stopped");
 }

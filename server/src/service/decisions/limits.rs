@@ -51,7 +51,7 @@ pub(super) enum Prepared {
 
 /// Works out the admission of `action` against `limits` and `budgets` at `now`.
 pub(super) fn prepare(
-    shared: &Shared,
+    rate_cache: &rate_limits::RateCache,
     limits: &[&RateLimit],
     budget_list: &[&Budget],
     action: &NormalizedAction,
@@ -62,7 +62,7 @@ pub(super) fn prepare(
     }
     let takes = rate_limits::takes(limits, action);
     // A bucket this daemon saw empty moments ago is still empty: no round trip.
-    if let Some((i, wait)) = shared.rate_cache.refuses(&takes) {
+    if let Some((i, wait)) = rate_cache.refuses(&takes) {
         return Ok(Prepared::Refused(rate_limited(limits[i], wait)));
     }
     let charges = budgets::admission(budget_list, action, now)?;
@@ -85,7 +85,7 @@ pub(super) async fn admit(
     now: i64,
     clock: Instant,
 ) -> Result<Admission, ApiError> {
-    match prepare(shared, limits, budget_list, action, now)? {
+    match prepare(&shared.rate_cache, limits, budget_list, action, now)? {
         Prepared::Nothing => Ok(Admission::default()),
         Prepared::Refused(refusal) => Ok(refusal),
         Prepared::Admit(plan) => {
