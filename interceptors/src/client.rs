@@ -185,18 +185,44 @@ impl DaemonClient {
         decision_seq: u64,
         result: ResultMeta,
     ) -> Result<(), NoDecision> {
+        self.report_then_evaluate(action, decision_seq, result, Vec::new())
+            .await
+            .map(|_| ())
+    }
+
+    /// Reports a result and has the daemon evaluate `follow_ups` (actions in the same
+    /// session that the result led to) right after, in one round trip: one decision
+    /// per follow-up, in order. Any failure means no follow-up may run.
+    pub async fn report_then_evaluate(
+        &mut self,
+        action: Action,
+        decision_seq: u64,
+        result: ResultMeta,
+        follow_ups: Vec<Action>,
+    ) -> Result<Vec<Decision>, NoDecision> {
+        let asked = follow_ups.len();
         let call = self.inner.report(ReportRequest {
             action: Some(action),
             decision_seq,
             result: Some(result),
+            then_evaluate: follow_ups,
         });
-        match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(NoDecision::TimedOut {
-                addr: self.addr.clone(),
-                timeout: self.timeout,
-            }),
-            Ok(r) => r.map(|_| ()).map_err(|s| self.status_error(s)),
+        let decisions = match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => {
+                return Err(NoDecision::TimedOut {
+                    addr: self.addr.clone(),
+                    timeout: self.timeout,
+                });
+            }
+            Ok(r) => r.map_err(|s| self.status_error(s))?.into_inner().decisions,
+        };
+        if decisions.len() != asked {
+            return Err(NoDecision::Failed(format!(
+                "the daemon answered {} decisions for {asked} follow-up actions",
+                decisions.len()
+            )));
         }
+        Ok(decisions)
     }
 
     /// The tools (of `tools`) the policy can never allow this identity on `channel`.

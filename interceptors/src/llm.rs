@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use warden_proto::v1::{Action, Decision, ResultMeta, Usage, Verdict};
 
-use self::answer::{Checked, Wire, check};
+use self::answer::Wire;
 use self::reply::LlmBody;
 use crate::admin::parse_duration;
 use crate::client::{DaemonClient, IdentityArgs};
@@ -327,34 +327,39 @@ async fn call(
         }
     };
 
-    // 4. Tool calls the model proposes, judged before the agent sees them; then the
-    //    detectors over what the model wrote, and the decision's redactions. Every
-    //    outcome is reported, a withheld answer too (its tokens were spent).
-    let checked = if status.is_success() && json.is_some() {
-        check(shared, &action, decision.as_ref(), wire, &answer).await
+    // 4. The detectors over what the model wrote and the decision's redactions; then
+    //    the report (usage, what the detectors found) with the tool calls the model
+    //    proposes, judged in the same round trip on the session as the report left it,
+    //    before the agent sees them. Every outcome is reported, a withheld answer too
+    //    (its tokens were spent).
+    let error = if status.is_success() {
+        String::new()
     } else {
-        Ok(Checked {
-            body: answer.clone(),
-            usage: None,
-            tags: Vec::new(),
-        })
+        format!("the provider answered {status}")
     };
-    let (out_body, result) = match checked {
-        Ok(c) => {
-            let error = if status.is_success() {
-                String::new()
-            } else {
-                format!("the provider answered {status}")
-            };
+    let scanned = if status.is_success() && json.is_some() {
+        Some(answer::scan(
+            shared,
+            &action,
+            decision.as_ref(),
+            wire,
+            &answer,
+        ))
+    } else {
+        None
+    };
+    let out_body = match scanned {
+        None => {
             let result = Outcome {
-                usage: c.usage,
+                usage: None,
                 bytes: answer.len() as u64,
-                tags: c.tags,
+                tags: Vec::new(),
                 error,
             };
-            (c.body, result)
+            report(shared, &action, decision.as_ref(), started, result).await;
+            answer
         }
-        Err(w) => {
+        Some(Err(w)) => {
             let result = Outcome {
                 usage: w.usage,
                 bytes: answer.len() as u64,
@@ -362,10 +367,28 @@ async fn call(
                 error: w.why,
             };
             report(shared, &action, decision.as_ref(), started, result).await;
-            return Err(w.response);
+            return Err(*w.response);
+        }
+        Some(Ok(scanned)) => {
+            let result = Outcome {
+                usage: scanned.usage,
+                bytes: answer.len() as u64,
+                tags: scanned.tags.clone(),
+                error,
+            };
+            let follow_ups = scanned.follow_ups();
+            let judged = report_then_judge(
+                shared,
+                &action,
+                decision.as_ref(),
+                started,
+                result,
+                follow_ups,
+            )
+            .await;
+            scanned.finish(&answer, judged)
         }
     };
-    report(shared, &action, decision.as_ref(), started, result).await;
 
     let mut response = Response::new(Full::new(out_body.clone()));
     *response.status_mut() = status;
@@ -468,6 +491,7 @@ struct Outcome {
     error: String,
 }
 
+/// Reports a call that proposed no tool calls to judge; a failure is logged.
 async fn report(
     shared: &Shared,
     action: &Action,
@@ -475,8 +499,29 @@ async fn report(
     started: Instant,
     outcome: Outcome,
 ) {
-    let Some(d) = decision else { return };
-    let seq = d.id.as_ref().map_or(0, |id| id.seq);
+    if decision.is_none() {
+        return;
+    }
+    // Without follow-ups nothing can come back to refuse.
+    let _ = report_then_judge(shared, action, decision, started, outcome, Vec::new()).await;
+}
+
+/// Reports the call and has the daemon judge `follow_ups` (the proposed tool calls) in
+/// the same round trip; their decisions in order, or why there are none (then none of
+/// them may reach the agent). Under `--fail-open` without a pre-call decision there
+/// is nothing to report against, but the calls are still judged.
+async fn report_then_judge(
+    shared: &Shared,
+    action: &Action,
+    decision: Option<&Decision>,
+    started: Instant,
+    outcome: Outcome,
+    follow_ups: Vec<Action>,
+) -> Result<Vec<Decision>, String> {
+    if decision.is_none() && follow_ups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let seq = decision.and_then(|d| d.id.as_ref()).map_or(0, |id| id.seq);
     let result = ResultMeta {
         bytes: outcome.bytes,
         bytes_received: outcome.bytes,
@@ -488,9 +533,13 @@ async fn report(
         ..Default::default()
     };
     let mut client = shared.client.clone();
-    if let Err(e) = client.report(action.clone(), seq, result).await {
-        tracing::warn!(decision = seq, error = %e, "could not report the model call to wardend");
-    }
+    client
+        .report_then_evaluate(action.clone(), seq, result, follow_ups)
+        .await
+        .map_err(|e| {
+            tracing::warn!(decision = seq, error = %e, "could not report the model call to wardend");
+            e.to_string()
+        })
 }
 
 /// Identity from `x-warden-tenant`/`-agent`/`-session` headers (taken on trust, like the

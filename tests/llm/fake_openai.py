@@ -9,7 +9,8 @@ API shape; streamed, as Responses API events (`event:` + `data:` with type and
 sequence_number): each item added, text and arguments in deltas of a few characters, the
 `.done` events, and response.completed with the whole response and its usage. GET
 /v1/models lists two models. A message "fail-500" makes the provider answer 500; "leak"
-answers text holding an API key and an email address. Every request is recorded
+answers text holding an API key and an email address ("leak-and-send": the same text and a
+send_report tool call). Every request is recorded
 as one JSON line in --record (path, headers, body), so a test can assert what reached
 the provider and what did not.
 
@@ -46,6 +47,12 @@ def chat_answer(model, last):
     if last == "leak":
         message = {"role": "assistant", "content": LEAK}
         finish = "stop"
+    elif last == "leak-and-send":
+        # A key in the text and, in the same answer, a call that a session which has
+        # seen a secret may not make.
+        message = {"role": "assistant", "content": LEAK,
+                   "tool_calls": [call(1, "send_report", {"to": "ops@example.com"})]}
+        finish = "tool_calls"
     elif last == "think-leak":
         # The key only in a field streamed clients read but the assembly does not keep.
         message = {"role": "assistant", "content": "ok", "reasoning_content": LEAK}

@@ -175,6 +175,7 @@ async fn two_replicas_never_overspend_a_budget() {
             if d.verdict() == Verdict::Allow {
                 client
                     .report(ReportRequest {
+                        then_evaluate: Vec::new(),
                         action: Some(action),
                         decision_seq: d.id.as_ref().unwrap().seq,
                         result: Some(tokens(60, 40)),
@@ -235,6 +236,7 @@ async fn budgets_on_one_node(kind: Backend) {
         if d.verdict() == Verdict::Allow {
             client
                 .report(ReportRequest {
+                    then_evaluate: Vec::new(),
                     action: Some(action),
                     decision_seq: d.id.unwrap().seq,
                     result: Some(tokens(1_000, 250)),
@@ -300,6 +302,7 @@ async fn budgets_on_one_node(kind: Backend) {
         assert_eq!(d.verdict(), Verdict::Allow);
         client
             .report(ReportRequest {
+                then_evaluate: Vec::new(),
                 action: Some(action),
                 decision_seq: d.id.unwrap().seq,
                 result: Some(ResultMeta {
@@ -317,6 +320,7 @@ async fn budgets_on_one_node(kind: Backend) {
     // Absurd and malformed input: refused, recorded, counted nowhere.
     let err = client
         .report(ReportRequest {
+            then_evaluate: Vec::new(),
             action: Some(chat("one", "fresh", 0)),
             decision_seq: 0,
             result: Some(tokens(u64::MAX, 0)),
@@ -439,6 +443,7 @@ async fn run_caps_end_a_session(kind: Backend) {
             let d = evaluate(&mut c, action.clone()).await;
             if d.verdict() == Verdict::Allow {
                 c.report(ReportRequest {
+                    then_evaluate: Vec::new(),
                     action: Some(action),
                     decision_seq: d.id.as_ref().unwrap().seq,
                     result: Some(tokens(t_in, t_out)),

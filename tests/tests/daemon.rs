@@ -81,6 +81,7 @@ async fn decisions_are_audited_before_they_return(kind: Backend) {
     // Report appends a record tied to its decision.
     let report = client
         .report(ReportRequest {
+            then_evaluate: Vec::new(),
             action: Some(exec_action("s1", &["ls", "-la"])),
             decision_seq: allowed.id.as_ref().unwrap().seq,
             result: Some(ResultMeta {

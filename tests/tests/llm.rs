@@ -24,6 +24,10 @@ rules:
     decision: deny
     reason: Agents do not get a tool that wipes disks
     match: { channel: [llm], tool: [wipe_disk] }
+  - id: no-reports-after-secrets
+    decision: deny
+    reason: A session that has seen a secret sends no reports
+    match: { channel: [llm], tool: [send_report], zone_at_least: sensitive }
 "#;
 
 struct World {
@@ -370,6 +374,22 @@ async fn secrets_in_model_text_are_tagged_and_redacted() {
         info.tags.iter().any(|t| t == "secret") && info.tags.iter().any(|t| t == "pii"),
         "{info:?}"
     );
+
+    // A secret in the text of an answer escalates the session before that answer's
+    // own tool calls are judged (they go to the daemon with its report): the call a
+    // sensitive session may not make never reaches the agent, streamed or not.
+    for (kind, session) in [("chat", "s-leak-send"), ("chat-stream", "s-leak-send-2")] {
+        let v = sdk(&base, session, kind, "leak-and-send");
+        assert_eq!(v["tool_calls"], serde_json::json!([]), "{kind}: {v}");
+        let content = v["content"].as_str().unwrap_or("");
+        assert!(
+            content.contains("`send_report` was not run")
+                && content.contains("no-reports-after-secrets"),
+            "{kind}: {content}"
+        );
+        let info = w.session(session).await;
+        assert_eq!(info.zone(), warden_proto::v1::Zone::Sensitive, "{info:?}");
+    }
 
     // With --redact-detected: the key and the address never reach the agent.
     let (_llm2, base2) = w.llm(&w.daemon.addr.to_string(), &["--redact-detected"]);

@@ -485,6 +485,7 @@ async fn bytes_are_reported_and_feed_zones_across_channels() {
     let d = warden_tests::evaluate(&mut decisions, read.clone()).await;
     decisions
         .report(ReportRequest {
+            then_evaluate: Vec::new(),
             action: Some(read),
             decision_seq: d.id.map_or(0, |i| i.seq),
             result: Some(ResultMeta {

@@ -105,6 +105,7 @@ async fn reported_tags_escalate(kind: Backend) {
     assert_eq!(d.verdict(), Verdict::Allow);
     let report = client
         .report(ReportRequest {
+            then_evaluate: Vec::new(),
             action: Some(query),
             decision_seq: d.id.unwrap().seq,
             result: Some(ResultMeta {
@@ -127,6 +128,107 @@ async fn reported_tags_escalate(kind: Backend) {
     db.drop_pg().await;
 }
 both_backends!(reported_tags_escalate_, super::reported_tags_escalate);
+
+/// A report with follow-ups (`then_evaluate`, what `warden llm` sends for a model's
+/// answer and the tool calls it proposes): the follow-ups are judged on the session as
+/// the report left it, in order, and all records are consecutive in the chain. A
+/// follow-up outside the report's session fails the call before anything is stored; a
+/// follow-up that cannot be decided (ended session) fails it after the report was
+/// recorded.
+async fn report_then_evaluate(kind: Backend) {
+    let db = TestDb::of(kind).await;
+    let daemon = Daemon::start(&db.url, &[]);
+    let mut client = daemon.decisions().await;
+    let query = |session: &str| Action {
+        agent: "analyst".into(),
+        session: session.into(),
+        channel: "mcp".into(),
+        tool: "query".into(),
+        resource: "warehouse.employees".into(),
+        ..Default::default()
+    };
+    let salary = || {
+        Some(ResultMeta {
+            tags: vec!["salary".into()],
+            rows: 10,
+            ..Default::default()
+        })
+    };
+    let d = evaluate(&mut client, query("q")).await;
+    assert_eq!(d.verdict(), Verdict::Allow);
+    let seq = d.id.unwrap().seq;
+    let report = client
+        .report(ReportRequest {
+            action: Some(query("q")),
+            decision_seq: seq,
+            result: salary(),
+            then_evaluate: vec![
+                post("q", "https://collector.example.net/in"),
+                post("q", "http://wiki.internal/page"),
+            ],
+        })
+        .await
+        .expect("report with follow-ups")
+        .into_inner();
+    assert_eq!(report.zone(), Zone::Sensitive);
+    let verdicts: Vec<_> = report.decisions.iter().map(|d| d.verdict()).collect();
+    assert_eq!(verdicts, [Verdict::Deny, Verdict::Allow], "{report:?}");
+    let seqs: Vec<u64> = std::iter::once(&report.id)
+        .chain(report.decisions.iter().map(|d| &d.id))
+        .map(|r| r.as_ref().expect("audit ref").seq)
+        .collect();
+    assert_eq!(seqs, [seq + 1, seq + 2, seq + 3], "one group in the chain");
+
+    // A follow-up in another session: refused whole, the report not applied.
+    let err = client
+        .report(ReportRequest {
+            action: Some(query("q2")),
+            decision_seq: 0,
+            result: salary(),
+            then_evaluate: vec![post("elsewhere", "https://collector.example.net/in")],
+        })
+        .await
+        .expect_err("a follow-up outside the session");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("then_evaluate[0]: session"),
+        "{err:?}"
+    );
+    let d = evaluate(&mut client, post("q2", "https://collector.example.net/in")).await;
+    assert_eq!(
+        d.verdict(),
+        Verdict::Allow,
+        "the refused report changed nothing"
+    );
+    assert_eq!(d.id.unwrap().seq, seq + 4, "and recorded nothing");
+
+    // An ended session: the report is recorded (what was read was read), the call
+    // fails and no follow-up decision exists.
+    evaluate(&mut client, query("q3")).await;
+    let mut sessions = SessionsClient::new(daemon.channel().await);
+    sessions
+        .close(CloseSessionRequest {
+            session: session_ref("q3"),
+        })
+        .await
+        .expect("close");
+    let before = evaluate(&mut client, query("q4")).await.id.unwrap().seq;
+    let err = client
+        .report(ReportRequest {
+            action: Some(query("q3")),
+            decision_seq: 0,
+            result: salary(),
+            then_evaluate: vec![post("q3", "http://wiki.internal/page")],
+        })
+        .await
+        .expect_err("a follow-up in an ended session");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let after = evaluate(&mut client, query("q4")).await.id.unwrap().seq;
+    assert_eq!(after, before + 2, "the report's record, and no decision's");
+    daemon.stop();
+    db.drop_pg().await;
+}
+both_backends!(report_then_evaluate_, super::report_then_evaluate);
 
 /// Open, Get, Close; a closed session takes no more actions and cannot be reopened;
 /// opening and closing are audited.

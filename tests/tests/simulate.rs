@@ -130,6 +130,7 @@ async fn simulate_recorded_sessions(kind: Backend) {
     let daemon = Daemon::start(&db.url, &["--policy", recorded.to_str().expect("utf-8")]);
     let mut client = daemon.decisions().await;
     let report = |session: &str, tags: &[&str], seq: u64| ReportRequest {
+        then_evaluate: Vec::new(),
         action: Some(query(session, "warehouse.any")),
         decision_seq: seq,
         result: Some(ResultMeta {

@@ -1,7 +1,9 @@
 //! The provider's answer, checked before the agent sees it: read in its wire format
-//! ([`Wire`]: one JSON body, or a chat or Responses event stream), every proposed tool
-//! call judged ([`judge_calls`]), the detectors and the decision's redactions run, and
-//! written back byte for byte when nothing changed ([`check`]).
+//! ([`Wire`]: one JSON body, or a chat or Responses event stream), the detectors and
+//! the decision's redactions run and the proposed tool calls found ([`scan`]); the
+//! calls are judged with the answer's report, in one round trip to the daemon, so what
+//! the detectors found escalates the session before its calls are judged; then the
+//! answer is written back, byte for byte when nothing changed ([`Scanned::finish`]).
 
 use bytes::Bytes;
 use hyper::{Response, StatusCode};
@@ -12,53 +14,73 @@ use super::reply::{self, LlmBody};
 use super::{Route, Shared, calls, responses_stream, stream};
 use crate::mcp::outcome::{self, Redactor};
 
-/// A checked answer: what the agent gets, and what the report says.
-pub(super) struct Checked {
-    pub(super) body: Bytes,
+/// An answer read and scanned, its tool calls not yet judged: the report it makes
+/// ([`Scanned::usage`], [`Scanned::tags`]) and the calls to judge with it
+/// ([`Scanned::follow_ups`]), then [`Scanned::finish`] with their decisions.
+pub(super) struct Scanned {
+    wire: Wire,
+    /// The answer as the provider wrote it, parsed.
+    parsed: Value,
+    /// The same after the detectors' and the decision's redactions.
+    rewritten: Value,
+    /// A redaction changed one of the stream's events (not only the assembled answer).
+    events_redacted: bool,
     pub(super) usage: Option<Usage>,
+    /// `secret`, `pii` and `detected:KIND` for what the detectors found.
     pub(super) tags: Vec<String>,
+    /// The calls to judge, in the answer's order.
+    to_judge: Vec<ToJudge>,
+    /// Calls refused without asking (their arguments cannot be checked).
+    refused: Vec<(calls::Place, String)>,
+}
+
+/// A proposed call to judge: where it sits, its name, its action.
+struct ToJudge {
+    at: calls::Place,
+    name: String,
+    action: Action,
 }
 
 /// An answer that cannot be let out: the refusal, and what the report says.
 pub(super) struct Withheld {
-    pub(super) response: Response<LlmBody>,
+    /// Boxed: the error side of [`scan`] stays small.
+    pub(super) response: Box<Response<LlmBody>>,
     pub(super) usage: Option<Usage>,
     pub(super) why: String,
 }
 
-/// Reads a successful answer, judges its tool calls, runs the detectors and the
-/// decision's redactions; the provider's bytes when nothing changed.
-pub(super) async fn check(
+/// Reads a successful answer, runs the detectors and the decision's redactions over it,
+/// and finds the tool calls it proposes.
+pub(super) fn scan(
     shared: &Shared,
-    action: &Action,
+    call: &Action,
     decision: Option<&Decision>,
     wire: Wire,
     answer: &Bytes,
-) -> Result<Checked, Withheld> {
+) -> Result<Scanned, Withheld> {
     let (parsed, events) = wire.read(answer).map_err(|e| Withheld {
-        response: reply::error(
+        response: Box::new(reply::error(
             StatusCode::BAD_GATEWAY,
             "upstream_error",
             None,
             format!("warden: the provider's answer cannot be read ({e}), so its tool calls cannot be checked; it is withheld"),
-        ),
+        )),
         usage: None,
         why: format!("the answer cannot be read: {e}"),
     })?;
     let usage = usage_of(&parsed);
     let withheld = |e: String| Withheld {
-        response: reply::error(
+        response: Box::new(reply::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "warden_error",
             None,
             format!("warden: {e}; the answer is withheld"),
-        ),
+        )),
         usage,
         why: format!("withheld: {e}"),
     };
-    let refused = judge_calls(shared, action, &parsed).await;
     let redactor = Redactor::new(decision, shared.redact_detected).map_err(withheld)?;
-    let (mut rewritten, scan) = outcome::inspect(parsed.clone(), &redactor).map_err(withheld)?;
+    let (rewritten, scan) = outcome::inspect(parsed.clone(), &redactor).map_err(withheld)?;
     let mut tags = scan.tags;
     // Every string of every event, too: a client reading the provider's events sees
     // more than the assembled answer (lifecycle snapshots, kinds of deltas that are not
@@ -71,15 +93,69 @@ pub(super) async fn check(
         tags.sort();
         tags.dedup();
     }
-    if !refused.is_empty() {
-        calls::remove(&mut rewritten, &refused);
+    let (to_judge, refused) = proposed_actions(call, &parsed);
+    Ok(Scanned {
+        wire,
+        parsed,
+        rewritten,
+        events_redacted,
+        usage,
+        tags,
+        to_judge,
+        refused,
+    })
+}
+
+impl Scanned {
+    /// The actions to evaluate with the answer's report, one per proposed call.
+    pub(super) fn follow_ups(&self) -> Vec<Action> {
+        self.to_judge.iter().map(|c| c.action.clone()).collect()
     }
-    let body = if rewritten != parsed || events_redacted {
-        wire.encode(&rewritten)
-    } else {
-        answer.clone()
-    };
-    Ok(Checked { body, usage, tags })
+
+    /// What the agent gets, given the decisions on [`Scanned::follow_ups`] (in order)
+    /// or why there are none: every call not allowed is removed, with its refusal
+    /// text; the provider's bytes when nothing changed.
+    pub(super) fn finish(self, answer: &Bytes, judged: Result<Vec<Decision>, String>) -> Bytes {
+        let Scanned {
+            wire,
+            parsed,
+            mut rewritten,
+            events_redacted,
+            to_judge,
+            mut refused,
+            ..
+        } = self;
+        match judged {
+            Ok(decisions) => {
+                for (ToJudge { at, name, .. }, d) in to_judge.into_iter().zip(decisions) {
+                    if matches!(d.verdict(), Verdict::Allow | Verdict::AllowWithRedaction) {
+                        continue;
+                    }
+                    tracing::info!(
+                        tool = name.as_str(),
+                        decision = d.id.as_ref().map_or(0, |i| i.seq),
+                        "proposed tool call refused"
+                    );
+                    refused.push((at, reply::call_refusal(&name, Some(&d), "")));
+                }
+            }
+            // Nothing unchecked reaches the agent: no decision is a refusal, always.
+            Err(e) => {
+                for ToJudge { at, name, .. } in to_judge {
+                    let why = format!("no policy decision could be had ({e})");
+                    refused.push((at, reply::call_refusal(&name, None, &why)));
+                }
+            }
+        }
+        if !refused.is_empty() {
+            calls::remove(&mut rewritten, &refused);
+        }
+        if rewritten != parsed || events_redacted {
+            wire.encode(&rewritten)
+        } else {
+            answer.clone()
+        }
+    }
 }
 
 /// How an answer is framed, so how it is read and how a checked one is written back.
@@ -141,8 +217,11 @@ impl Wire {
     }
 }
 
-/// Evaluates each proposed tool call; returns the refused ones with their refusal text.
-async fn judge_calls(shared: &Shared, call: &Action, body: &Value) -> Vec<(calls::Place, String)> {
+/// An action per proposed tool call (channel `llm`, the function name, operation
+/// `call`, the parsed arguments), and the calls refused without asking because their
+/// arguments are not a JSON object.
+fn proposed_actions(call: &Action, body: &Value) -> (Vec<ToJudge>, Vec<(calls::Place, String)>) {
+    let mut to_judge = Vec::new();
     let mut refused = Vec::new();
     for p in calls::proposed(body) {
         let arguments = match serde_json::from_str::<Value>(if p.arguments.trim().is_empty() {
@@ -179,30 +258,13 @@ async fn judge_calls(shared: &Shared, call: &Action, body: &Value) -> Vec<(calls
         if let Some(model) = call.attributes.get("model") {
             action.attributes.insert("model".into(), model.clone());
         }
-        let mut client = shared.client.clone();
-        match client.evaluate(action).await {
-            Ok(d)
-                if d.verdict() == Verdict::Allow || d.verdict() == Verdict::AllowWithRedaction => {}
-            Ok(d) => {
-                tracing::info!(
-                    tool = p.name.as_str(),
-                    decision = d.id.as_ref().map_or(0, |i| i.seq),
-                    "proposed tool call refused"
-                );
-                refused.push((p.at, reply::call_refusal(&p.name, Some(&d), "")));
-            }
-            // Nothing unchecked reaches the agent: no decision is a refusal, always.
-            Err(e) => refused.push((
-                p.at,
-                reply::call_refusal(
-                    &p.name,
-                    None,
-                    &format!("no policy decision could be had ({e})"),
-                ),
-            )),
-        }
+        to_judge.push(ToJudge {
+            at: p.at,
+            name: p.name,
+            action,
+        });
     }
-    refused
+    (to_judge, refused)
 }
 
 /// Token usage of a Chat Completions (`prompt_tokens`, `completion_tokens`) or Responses

@@ -40,9 +40,10 @@ pub enum AuditError {
     Store(String),
 }
 
+/// Records that commit together (one, or a report and its follow-up decisions).
 struct Pending {
-    record: NewRecord,
-    done: oneshot::Sender<Result<Committed, AuditError>>,
+    records: Vec<NewRecord>,
+    done: oneshot::Sender<Result<Vec<Committed>, AuditError>>,
 }
 
 /// Handle for appending records; cheap to clone. When every handle is dropped, the writer
@@ -113,14 +114,26 @@ impl AuditWriter {
 
     /// Appends a record and waits until it is durably committed.
     pub async fn append(&self, body: RecordBody) -> Result<Committed, AuditError> {
+        self.append_all(vec![body])
+            .await?
+            .pop()
+            .ok_or_else(|| AuditError::Store("the writer committed no record".into()))
+    }
+
+    /// Appends records in this order, consecutive in the chain and in one transaction
+    /// (all are committed or none), and waits until they are durably committed.
+    pub async fn append_all(&self, bodies: Vec<RecordBody>) -> Result<Vec<Committed>, AuditError> {
         // Encode here, on the caller's task, so the single writer only hashes and writes.
-        let json = body.canonical_json();
+        let records = bodies
+            .into_iter()
+            .map(|body| {
+                let json = body.canonical_json();
+                NewRecord { body, json }
+            })
+            .collect();
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Pending {
-                record: NewRecord { body, json },
-                done,
-            })
+            .send(Pending { records, done })
             .await
             .map_err(|_| AuditError::Closed)?;
         wait.await.map_err(|_| AuditError::Closed)?
@@ -130,11 +143,26 @@ impl AuditWriter {
 async fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     let mut records: Vec<NewRecord> = Vec::with_capacity(max_batch);
+    let mut sizes: Vec<usize> = Vec::with_capacity(max_batch);
     while crate::batch::next_batch(&mut rx, &mut batch, max_batch).await {
-        let (done, recs): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.done, p.record)).unzip();
-        records.extend(recs);
+        let done: Vec<_> = batch
+            .drain(..)
+            .map(|p| {
+                sizes.push(p.records.len());
+                records.extend(p.records);
+                p.done
+            })
+            .collect();
         let started = Instant::now();
-        let result = store.append_batch(&records).await;
+        // Each group gets its own records' places back, in order.
+        let result = store.append_batch(&records).await.map(|committed| {
+            let mut committed = committed.into_iter();
+            sizes
+                .drain(..)
+                .map(|n| committed.by_ref().take(n).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        });
+        sizes.clear();
         tracing::trace!(
             records = records.len(),
             elapsed_us = started.elapsed().as_micros() as u64,

@@ -12,7 +12,7 @@ use warden_proto::v1::{
 
 use super::budgets;
 use super::{Shared, now_us};
-use crate::audit::{KIND_EVALUATE, KIND_REPORT, KIND_REPORT_REJECTED, RecordBody};
+use crate::audit::{Committed, KIND_EVALUATE, KIND_REPORT, KIND_REPORT_REJECTED, RecordBody};
 use crate::error::ApiError;
 use crate::normalize::{self, NormalizedAction};
 use crate::policy::Verdict;
@@ -45,7 +45,23 @@ impl DecisionsService {
     async fn evaluate(&self, req: EvaluateRequest) -> Result<Decision, ApiError> {
         let arrived = std::time::Instant::now();
         // 1. Normalize once; nothing after this is sloppy.
-        let action = std::sync::Arc::new(normalize::normalize(req.action.as_ref())?);
+        let action = normalize::normalize(req.action.as_ref())?;
+        let (body, decided) = self.decide(action, arrived).await?;
+        // 6. Audit; the decision exists only once its record is committed.
+        let committed = self.shared.audit.append(body).await?;
+        Ok(self.answer(decided, committed).await)
+    }
+
+    /// Steps 2-5 of an Evaluate: everything up to its audit record, which the caller
+    /// commits (alone, or with a report and its other follow-ups) before [`answer`].
+    ///
+    /// [`answer`]: DecisionsService::answer
+    async fn decide(
+        &self,
+        action: NormalizedAction,
+        arrived: std::time::Instant,
+    ) -> Result<(RecordBody, Decided), ApiError> {
+        let action = std::sync::Arc::new(action);
         budgets::check_estimates(&action)?;
         // 2. Snapshot the live policy: this request finishes on it even if a reload lands.
         let policy = self.shared.policy.current();
@@ -113,7 +129,7 @@ impl DecisionsService {
         // 5b. What admission decided; a refusal the gate lifted is admitted now, on its
         //     own. An empty bucket or a spent hard budget refuses the action.
         let mut rule_ids = outcome.matched_rules.clone();
-        let mut admission = match (admitted, plan, fast_refusal) {
+        let admission = match (admitted, plan, fast_refusal) {
             (Some(result), Some(plan), _) => {
                 limits::finish(
                     shared,
@@ -138,7 +154,6 @@ impl DecisionsService {
             rule_ids = vec![refusal.rule.clone()];
         }
         let reason = explain(&gated.reason, &escalations);
-        // 6. Audit; the decision exists only once its record is committed.
         let body = RecordBody {
             time_us: now,
             kind: KIND_EVALUATE.into(),
@@ -151,7 +166,36 @@ impl DecisionsService {
             break_glass_id: gated.break_glass_id.clone(),
             ..identity_body(&action)
         };
-        let committed = self.shared.audit.append(body).await?;
+        let decided = Decided {
+            action,
+            policy,
+            outcome,
+            gated,
+            admission,
+            rule_ids,
+            reason,
+            zone,
+            now,
+            arrived,
+        };
+        Ok((body, decided))
+    }
+
+    /// Steps 7-8 of an Evaluate, once its record is committed: alerts, metrics, and
+    /// the decision as the caller gets it.
+    async fn answer(&self, decided: Decided, committed: Committed) -> Decision {
+        let Decided {
+            action,
+            policy,
+            outcome,
+            gated,
+            mut admission,
+            rule_ids,
+            reason,
+            zone,
+            now,
+            arrived,
+        } = decided;
         // 7. Alerts, now that the record is committed: queued in the outbox under its
         //    seq. Queueing cannot fail the decision; a failure is logged.
         if alerts::raises_alerts(&gated) {
@@ -198,7 +242,7 @@ impl DecisionsService {
         } else {
             Vec::new()
         };
-        Ok(Decision {
+        Decision {
             verdict: gated.verdict.to_proto().into(),
             matched_rules: rule_ids,
             budget_remaining: admission.budget_remaining,
@@ -220,7 +264,7 @@ impl DecisionsService {
                     replacement: r.replacement,
                 })
                 .collect(),
-        })
+        }
     }
 
     /// The tools the live policy can never allow (see `policy/never.rs`). Not audited:
@@ -268,14 +312,70 @@ impl DecisionsService {
         })
     }
 
+    /// A report, and the actions it led to (`then_evaluate`): the report is applied,
+    /// then each follow-up is decided on the session as the report and the follow-ups
+    /// before it left it, one after another in the order given (so the same every
+    /// time), and the report's record and every decision's record are committed in one
+    /// audit transaction before any of them is answered.
     async fn report(&self, req: ReportRequest) -> Result<ReportResponse, ApiError> {
+        let arrived = std::time::Instant::now();
         let action = std::sync::Arc::new(normalize::normalize(req.action.as_ref())?);
+        // A malformed follow-up fails the call before anything is stored.
+        let follow_ups = follow_ups(&action, &req.then_evaluate)?;
+        let reported = self
+            .apply_report(action, req.decision_seq, req.result.as_ref())
+            .await?;
+        let mut bodies = vec![reported.body.clone()];
+        let mut decided = Vec::with_capacity(follow_ups.len());
+        let mut failure = None;
+        for follow_up in follow_ups {
+            match self.decide(follow_up, arrived).await {
+                Ok((body, d)) => {
+                    bodies.push(body);
+                    decided.push(d);
+                }
+                // The decisions already made are recorded and answered below (their
+                // steps are stored); the caller gets this error and refuses them all.
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut committed = self.shared.audit.append_all(bodies).await?.into_iter();
+        let report_ref = committed.next().ok_or_else(|| {
+            crate::audit::AuditError::Store("the report's record was not committed".into())
+        })?;
+        let zone = reported.zone;
+        self.finish_report(reported).await;
+        let mut decisions = Vec::with_capacity(decided.len());
+        for (d, c) in decided.into_iter().zip(committed) {
+            decisions.push(self.answer(d, c).await);
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(ReportResponse {
+            id: Some(AuditRef {
+                seq: report_ref.seq,
+                hash: report_ref.hash,
+            }),
+            zone: zone.to_proto().into(),
+            decisions,
+        })
+    }
+
+    /// A report up to its audit record: validated, its observation and settlement
+    /// stored. An invalid result is recorded as rejected (committed here) and refused.
+    async fn apply_report(
+        &self,
+        action: std::sync::Arc<NormalizedAction>,
+        decision_seq: u64,
+        result: Option<&ResultMeta>,
+    ) -> Result<Reported, ApiError> {
         // Refused before anything is stored, as in Evaluate: the settlement reads them.
         budgets::check_estimates(&action)?;
-        let result = req
-            .result
-            .as_ref()
-            .ok_or_else(|| ApiError::BadRequest("result: is required".into()))?;
+        let result = result.ok_or_else(|| ApiError::BadRequest("result: is required".into()))?;
         let policy = self.shared.policy.current();
         let now = now_us();
         let (result_json, mut observation) = match result_json(result) {
@@ -286,7 +386,7 @@ impl DecisionsService {
                     time_us: now,
                     kind: KIND_REPORT_REJECTED.into(),
                     policy_version: policy.version().into(),
-                    decision_seq: req.decision_seq,
+                    decision_seq,
                     reason: format!("report rejected: {e}"),
                     ..identity_body(&action)
                 };
@@ -294,7 +394,7 @@ impl DecisionsService {
                 return Err(e);
             }
         };
-        let usage = budgets::reported_usage(&policy, &action, result, req.decision_seq, now);
+        let usage = budgets::reported_usage(&policy, &action, result, decision_seq, now);
         observation.cost_micro_usd = usage.cost_micro_usd;
         // The observation, and the usage settled against the budgets it counts against
         // (kept in the history), in one transaction.
@@ -340,30 +440,96 @@ impl DecisionsService {
             kind: KIND_REPORT.into(),
             policy_version: policy.version().into(),
             result: result_json,
-            decision_seq: req.decision_seq,
+            decision_seq,
             zone: zone.as_str().into(),
             reason: explain("", &escalations),
             ..identity_body(&action)
         };
-        let committed = self.shared.audit.append(body).await?;
-        self.shared.metrics.report(&usage);
-        for event in budget_events {
+        Ok(Reported {
+            body,
+            zone,
+            usage,
+            decision_seq,
+            budget_events,
+        })
+    }
+
+    /// A report once its record is committed: metrics, and the budget alerts it raised.
+    async fn finish_report(&self, reported: Reported) {
+        self.shared.metrics.report(&reported.usage);
+        for event in reported.budget_events {
             self.shared
                 .alerts
                 .emit(crate::alerts::AlertEvent {
-                    decision_seq: req.decision_seq,
+                    decision_seq: reported.decision_seq,
                     ..event
                 })
                 .await;
         }
-        Ok(ReportResponse {
-            id: Some(AuditRef {
-                seq: committed.seq,
-                hash: committed.hash,
-            }),
-            zone: zone.to_proto().into(),
-        })
     }
+}
+
+/// A report applied, its record not yet committed ([`DecisionsService::apply_report`]).
+struct Reported {
+    /// The report's audit record, to commit.
+    body: RecordBody,
+    /// The session's zone after the report.
+    zone: Zone,
+    usage: crate::store::UsageRow,
+    decision_seq: u64,
+    budget_events: Vec<crate::alerts::AlertEvent>,
+}
+
+/// Most follow-ups one report may carry.
+const MAX_FOLLOW_UPS: usize = 128;
+
+/// A report's follow-up actions, normalized; each must be in the report's session.
+fn follow_ups(
+    report: &NormalizedAction,
+    actions: &[warden_proto::v1::Action],
+) -> Result<Vec<NormalizedAction>, ApiError> {
+    if actions.len() > MAX_FOLLOW_UPS {
+        return Err(ApiError::BadRequest(format!(
+            "then_evaluate: {} actions; the limit is {MAX_FOLLOW_UPS}",
+            actions.len()
+        )));
+    }
+    actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let action = normalize::normalize(Some(a))
+                .map_err(|e| ApiError::BadRequest(format!("then_evaluate[{i}]: {e}")))?;
+            for (what, theirs, ours) in [
+                ("tenant", &action.tenant, &report.tenant),
+                ("agent", &action.agent, &report.agent),
+                ("session", &action.session, &report.session),
+            ] {
+                if theirs != ours {
+                    return Err(ApiError::BadRequest(format!(
+                        "then_evaluate[{i}]: {what} {theirs:?} is not the report's {what} {ours:?}"
+                    )));
+                }
+            }
+            Ok(action)
+        })
+        .collect()
+}
+
+/// An Evaluate decided, its record not yet committed ([`DecisionsService::decide`]):
+/// what answering it needs.
+struct Decided {
+    action: std::sync::Arc<NormalizedAction>,
+    policy: std::sync::Arc<crate::policy::Policy>,
+    outcome: crate::policy::Outcome,
+    /// The verdict after break-glass, approvals and admission.
+    gated: super::approvals::Gated,
+    admission: limits::Admission,
+    rule_ids: Vec<String>,
+    reason: String,
+    zone: Zone,
+    now: i64,
+    arrived: std::time::Instant,
 }
 
 /// What the session step of an Evaluate found.
