@@ -31,6 +31,11 @@ pub(super) async fn connect(url: &str, durable: bool) -> Result<SqlitePool, sqlx
         .foreign_keys(true);
     SqlitePoolOptions::new()
         .max_connections(4)
+        // No ping before each use: the connection is a handle on a local file, not a
+        // socket that can go stale, and the ping is a round trip to SQLite's worker
+        // thread (two context switches) before every transaction. A broken handle
+        // fails its first statement instead, and the caller refuses as for any error.
+        .test_before_acquire(false)
         .acquire_timeout(CONNECT_TIMEOUT)
         .connect_with(options)
         .await
