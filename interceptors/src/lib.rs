@@ -65,14 +65,28 @@ pub enum Command {
 }
 
 impl Cli {
-    /// Whether the command is a long-running server that should use every core (the
-    /// one-shot commands run on one thread).
-    pub fn is_server(&self) -> bool {
-        matches!(
-            self.command,
-            Command::Proxy(_) | Command::Llm(_) | Command::Mcp(_)
-        )
+    /// Worker threads for the runtime: `None` for the one-shot commands (they run on
+    /// one thread), the sidecars' `--worker-threads` otherwise.
+    pub fn worker_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Proxy(a) => Some(a.runtime.worker_threads),
+            Command::Llm(a) => Some(a.runtime.worker_threads),
+            Command::Mcp(a) => Some(a.runtime.worker_threads),
+            _ => None,
+        }
     }
+}
+
+/// How a sidecar (`proxy`, `llm`, `mcp`) runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuntimeArgs {
+    /// Threads to run on. 1 (the default) runs every connection on one thread: a
+    /// sidecar's work is waiting on sockets, and one thread saves the cross-thread
+    /// wake-ups a multi-threaded runtime pays on every hop (measured in
+    /// docs/BENCHMARKS.md: ~0.2 ms per `warden llm` call, the same throughput). More
+    /// spreads connections over that many threads; 0 means one per CPU.
+    #[arg(long, env = "WARDEN_WORKER_THREADS", default_value_t = 1)]
+    pub worker_threads: usize,
 }
 
 /// Runs a parsed command and returns the process exit code.

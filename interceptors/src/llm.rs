@@ -47,6 +47,8 @@ use crate::listen::{self, ConnLimits};
 pub struct LlmArgs {
     #[command(flatten)]
     identity: IdentityArgs,
+    #[command(flatten)]
+    pub(crate) runtime: crate::RuntimeArgs,
     /// Address to listen on (loopback by default).
     #[arg(long, env = "WARDEN_LLM_LISTEN", default_value = "127.0.0.1:8088")]
     listen: SocketAddr,

@@ -6,14 +6,17 @@ use warden_interceptors::{Cli, run};
 fn main() {
     let cli = Cli::parse_from(login_shell_args(std::env::args_os().collect()));
     init_logging();
-    let runtime = if cli.is_server() {
-        tokio::runtime::Builder::new_multi_thread()
+    let runtime = match cli.worker_threads() {
+        None | Some(1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
+            .build(),
+        Some(0) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .build()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
     };
     let code = match runtime {
         Ok(rt) => rt.block_on(run(cli)),

@@ -38,6 +38,8 @@ use crate::listen::{self, ConnLimits};
 pub struct McpArgs {
     #[command(flatten)]
     identity: IdentityArgs,
+    #[command(flatten)]
+    pub(crate) runtime: crate::RuntimeArgs,
     /// YAML configuration: `upstreams:` (by name: `command`/`args`/`env`/`cwd` or
     /// `url`), `listen`, `wait_approval`, `redact_detected`. See docs/MCP.md.
     #[arg(long, env = "WARDEN_MCP_CONFIG")]

@@ -34,6 +34,8 @@ use crate::listen::{self, ConnLimits};
 pub struct ProxyArgs {
     #[command(flatten)]
     identity: IdentityArgs,
+    #[command(flatten)]
+    pub(crate) runtime: crate::RuntimeArgs,
     /// Address to listen on. Loopback by default; a non-loopback address needs
     /// `--token-file` (the proxy would otherwise be an open relay).
     #[arg(long, env = "WARDEN_PROXY_LISTEN", default_value = "127.0.0.1:3128")]

@@ -392,7 +392,11 @@ async fn secrets_in_model_text_are_tagged_and_redacted() {
     }
 
     // With --redact-detected: the key and the address never reach the agent.
-    let (_llm2, base2) = w.llm(&w.daemon.addr.to_string(), &["--redact-detected"]);
+    // (This one runs on two threads, the other tests' sidecars on one.)
+    let (_llm2, base2) = w.llm(
+        &w.daemon.addr.to_string(),
+        &["--redact-detected", "--worker-threads", "2"],
+    );
     let v = sdk(&base2, "s-leak-2", "chat", "leak");
     let content = v["content"].as_str().unwrap_or("");
     assert!(
