@@ -322,10 +322,10 @@ impl DecisionsService {
         let action = std::sync::Arc::new(normalize::normalize(req.action.as_ref())?);
         // A malformed follow-up fails the call before anything is stored.
         let follow_ups = follow_ups(&action, &req.then_evaluate)?;
-        let reported = self
+        let (body, reported) = self
             .apply_report(action, req.decision_seq, req.result.as_ref())
             .await?;
-        let mut bodies = vec![reported.body.clone()];
+        let mut bodies = vec![body];
         let mut decided = Vec::with_capacity(follow_ups.len());
         let mut failure = None;
         for follow_up in follow_ups {
@@ -365,14 +365,15 @@ impl DecisionsService {
         })
     }
 
-    /// A report up to its audit record: validated, its observation and settlement
-    /// stored. An invalid result is recorded as rejected (committed here) and refused.
+    /// A report up to its audit record (returned, for the caller to commit):
+    /// validated, its observation and settlement stored. An invalid result is recorded
+    /// as rejected (committed here) and refused.
     async fn apply_report(
         &self,
         action: std::sync::Arc<NormalizedAction>,
         decision_seq: u64,
         result: Option<&ResultMeta>,
-    ) -> Result<Reported, ApiError> {
+    ) -> Result<(RecordBody, Reported), ApiError> {
         // Refused before anything is stored, as in Evaluate: the settlement reads them.
         budgets::check_estimates(&action)?;
         let result = result.ok_or_else(|| ApiError::BadRequest("result: is required".into()))?;
@@ -445,13 +446,13 @@ impl DecisionsService {
             reason: explain("", &escalations),
             ..identity_body(&action)
         };
-        Ok(Reported {
-            body,
+        let reported = Reported {
             zone,
             usage,
             decision_seq,
             budget_events,
-        })
+        };
+        Ok((body, reported))
     }
 
     /// A report once its record is committed: metrics, and the budget alerts it raised.
@@ -469,10 +470,9 @@ impl DecisionsService {
     }
 }
 
-/// A report applied, its record not yet committed ([`DecisionsService::apply_report`]).
+/// A report applied, its record not yet committed ([`DecisionsService::apply_report`]):
+/// what finishing it needs.
 struct Reported {
-    /// The report's audit record, to commit.
-    body: RecordBody,
     /// The session's zone after the report.
     zone: Zone,
     usage: crate::store::UsageRow,
