@@ -371,14 +371,14 @@ async fn call(
             report(shared, &action, decision.as_ref(), started, result).await;
             return Err(*w.response);
         }
-        Some(Ok(scanned)) => {
+        Some(Ok(mut scanned)) => {
             let result = Outcome {
                 usage: scanned.usage,
                 bytes: answer.len() as u64,
-                tags: scanned.tags.clone(),
+                tags: std::mem::take(&mut scanned.tags),
                 error,
             };
-            let follow_ups = scanned.follow_ups();
+            let follow_ups = scanned.take_follow_ups();
             let judged = report_then_judge(
                 shared,
                 &action,
@@ -501,10 +501,7 @@ async fn report(
     started: Instant,
     outcome: Outcome,
 ) {
-    if decision.is_none() {
-        return;
-    }
-    // Without follow-ups nothing can come back to refuse.
+    // Without follow-ups nothing can come back to refuse; a failure is logged there.
     let _ = report_then_judge(shared, action, decision, started, outcome, Vec::new()).await;
 }
 

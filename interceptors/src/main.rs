@@ -6,18 +6,18 @@ use warden_interceptors::{Cli, run};
 fn main() {
     let cli = Cli::parse_from(login_shell_args(std::env::args_os().collect()));
     init_logging();
-    let runtime = match cli.worker_threads() {
-        None | Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(0) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
+    // One thread for the one-shot commands and (by default) the sidecars; see
+    // `RuntimeArgs::worker_threads`.
+    let mut builder = match cli.worker_threads() {
+        None | Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(0) => tokio::runtime::Builder::new_multi_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
     };
+    let runtime = builder.enable_all().build();
     let code = match runtime {
         Ok(rt) => rt.block_on(run(cli)),
         Err(e) => {

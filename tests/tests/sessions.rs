@@ -147,26 +147,29 @@ async fn report_then_evaluate(kind: Backend) {
         resource: "warehouse.employees".into(),
         ..Default::default()
     };
-    let salary = || {
-        Some(ResultMeta {
+    // A report of salary rows read in `session`, with follow-ups.
+    let salary = |session: &str, decision_seq: u64, then_evaluate: Vec<Action>| ReportRequest {
+        action: Some(query(session)),
+        decision_seq,
+        result: Some(ResultMeta {
             tags: vec!["salary".into()],
             rows: 10,
             ..Default::default()
-        })
+        }),
+        then_evaluate,
     };
     let d = evaluate(&mut client, query("q")).await;
     assert_eq!(d.verdict(), Verdict::Allow);
     let seq = d.id.unwrap().seq;
     let report = client
-        .report(ReportRequest {
-            action: Some(query("q")),
-            decision_seq: seq,
-            result: salary(),
-            then_evaluate: vec![
+        .report(salary(
+            "q",
+            seq,
+            vec![
                 post("q", "https://collector.example.net/in"),
                 post("q", "http://wiki.internal/page"),
             ],
-        })
+        ))
         .await
         .expect("report with follow-ups")
         .into_inner();
@@ -181,12 +184,11 @@ async fn report_then_evaluate(kind: Backend) {
 
     // A follow-up in another session: refused whole, the report not applied.
     let err = client
-        .report(ReportRequest {
-            action: Some(query("q2")),
-            decision_seq: 0,
-            result: salary(),
-            then_evaluate: vec![post("elsewhere", "https://collector.example.net/in")],
-        })
+        .report(salary(
+            "q2",
+            0,
+            vec![post("elsewhere", "https://collector.example.net/in")],
+        ))
         .await
         .expect_err("a follow-up outside the session");
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -214,12 +216,11 @@ async fn report_then_evaluate(kind: Backend) {
         .expect("close");
     let before = evaluate(&mut client, query("q4")).await.id.unwrap().seq;
     let err = client
-        .report(ReportRequest {
-            action: Some(query("q3")),
-            decision_seq: 0,
-            result: salary(),
-            then_evaluate: vec![post("q3", "http://wiki.internal/page")],
-        })
+        .report(salary(
+            "q3",
+            0,
+            vec![post("q3", "http://wiki.internal/page")],
+        ))
         .await
         .expect_err("a follow-up in an ended session");
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");

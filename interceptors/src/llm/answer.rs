@@ -16,7 +16,7 @@ use crate::mcp::outcome::{self, Redactor};
 
 /// An answer read and scanned, its tool calls not yet judged: the report it makes
 /// ([`Scanned::usage`], [`Scanned::tags`]) and the calls to judge with it
-/// ([`Scanned::follow_ups`]), then [`Scanned::finish`] with their decisions.
+/// ([`Scanned::take_follow_ups`]), then [`Scanned::finish`] with their decisions.
 pub(super) struct Scanned {
     wire: Wire,
     /// The answer as the provider wrote it, parsed.
@@ -107,12 +107,16 @@ pub(super) fn scan(
 }
 
 impl Scanned {
-    /// The actions to evaluate with the answer's report, one per proposed call.
-    pub(super) fn follow_ups(&self) -> Vec<Action> {
-        self.to_judge.iter().map(|c| c.action.clone()).collect()
+    /// The actions to evaluate with the answer's report, one per proposed call, in
+    /// order (taken out: [`Scanned::finish`] needs only where each call sits).
+    pub(super) fn take_follow_ups(&mut self) -> Vec<Action> {
+        self.to_judge
+            .iter_mut()
+            .map(|c| std::mem::take(&mut c.action))
+            .collect()
     }
 
-    /// What the agent gets, given the decisions on [`Scanned::follow_ups`] (in order)
+    /// What the agent gets, given the decisions on [`Scanned::take_follow_ups`] (in order)
     /// or why there are none: every call not allowed is removed, with its refusal
     /// text; the provider's bytes when nothing changed.
     pub(super) fn finish(self, answer: &Bytes, judged: Result<Vec<Decision>, String>) -> Bytes {

@@ -162,6 +162,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
                 .map(|n| committed.by_ref().take(n).collect::<Vec<_>>())
                 .collect::<Vec<_>>()
         });
+        // A failed batch did not drain them.
         sizes.clear();
         tracing::trace!(
             records = records.len(),
