@@ -21,7 +21,7 @@ pub use approvals::{
 };
 pub use budgets::{AdmissionPlan, Admitted, BudgetRow, Charge, Refusal, Refused, UsageRow};
 pub use rate_limits::{BucketRow, Take};
-pub use sessions::{SessionKey, Settlement};
+pub use sessions::{ChainRan, Chained, SessionKey, Settlement, StepChain};
 
 use std::time::Duration;
 

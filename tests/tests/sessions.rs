@@ -539,3 +539,114 @@ both_backends!(
     concurrent_steps_lose_nothing_,
     super::concurrent_steps_lose_nothing
 );
+
+/// A chain of steps runs in its order in one transaction, each on the state the ones
+/// before it left; a refusal stores nothing of itself and the steps after it never run,
+/// while the ones before it are stored. A chain whose first step refuses leaves no row
+/// behind, not even a new session's placeholder (PostgreSQL).
+async fn chained_steps_run_in_order_and_stop_at_a_refusal(kind: Backend) {
+    use warden_server::session::SessionState;
+    use warden_server::store::{SessionKey, StepChain, StoreError};
+
+    #[derive(Debug, PartialEq)]
+    enum Refused {
+        Mine,
+        Store(String),
+    }
+    impl From<StoreError> for Refused {
+        fn from(e: StoreError) -> Self {
+            Refused::Store(e.to_string())
+        }
+    }
+    type Seen = Result<
+        (
+            SessionState,
+            u64,
+            Option<warden_server::store::AdmissionPlan>,
+        ),
+        Refused,
+    >;
+    // A step that records how many actions it saw and adds one.
+    fn count(stored: Option<SessionState>) -> Seen {
+        let mut s = stored.unwrap_or_else(|| SessionState::new(1));
+        let seen = s.actions;
+        s.actions += 1;
+        Ok((s, seen, None))
+    }
+    fn refuse(_: Option<SessionState>) -> Seen {
+        Err(Refused::Mine)
+    }
+
+    let db = TestDb::of(kind).await;
+    let store = warden_tests::store(&db).await;
+    let key = |session: &str| SessionKey {
+        tenant: "default".into(),
+        agent: "chains".into(),
+        session: session.into(),
+    };
+
+    let mut chain = StepChain::new(key("s"));
+    let steps = [
+        chain.admit(count),
+        chain.admit(count),
+        chain.admit(refuse),
+        chain.admit(count),
+    ];
+    let mut ran = store.session_steps(chain).await.unwrap();
+    let seen: Vec<_> = steps
+        .into_iter()
+        .map(|s| {
+            s.admitted(&mut ran)
+                .map(|(seen, admitted)| (seen, admitted.is_some()))
+        })
+        .collect();
+    assert_eq!(seen[0], Ok((0, false)));
+    assert_eq!(
+        seen[1],
+        Ok((1, false)),
+        "the second step saw the first one's state"
+    );
+    assert_eq!(seen[2], Err(Refused::Mine));
+    assert!(
+        matches!(&seen[3], Err(Refused::Store(m)) if m.contains("was not run")),
+        "{:?}",
+        seen[3]
+    );
+    let stored = store.session_get(&key("s")).await.unwrap().unwrap();
+    assert_eq!(
+        stored.actions, 2,
+        "the steps before the refusal were stored, none after"
+    );
+
+    // A chain of a new session whose first step refuses writes nothing.
+    let mut chain = StepChain::new(key("fresh"));
+    let first = chain.admit(refuse);
+    let second = chain.admit(count);
+    let mut ran = store.session_steps(chain).await.unwrap();
+    assert_eq!(first.admitted(&mut ran).err(), Some(Refused::Mine));
+    assert!(second.admitted(&mut ran).is_err());
+    assert_eq!(store.session_get(&key("fresh")).await.unwrap(), None);
+    let rows: i64 = if db.is_postgres() {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE session = 'fresh'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    } else {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE session = 'fresh'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows, 0, "no row, not even a placeholder, was left behind");
+    db.drop_pg().await;
+}
+both_backends!(
+    chained_steps_run_in_order_and_stop_at_a_refusal_,
+    super::chained_steps_run_in_order_and_stop_at_a_refusal
+);

@@ -2,34 +2,24 @@
 
 mod alerts;
 mod limits;
+mod report;
 
-use serde::Serialize;
 use tonic::{Request, Response, Status};
 use warden_proto::v1::{
     AuditRef, Decision, EvaluateRequest, EvaluateResponse, NeverAllowedRequest,
-    NeverAllowedResponse, ReportRequest, ReportResponse, ResultMeta, decisions_server::Decisions,
+    NeverAllowedResponse, ReportRequest, ReportResponse, decisions_server::Decisions,
 };
 
 use super::budgets;
 use super::{Shared, now_us};
-use crate::audit::{Committed, KIND_EVALUATE, KIND_REPORT, KIND_REPORT_REJECTED, RecordBody};
+use crate::audit::{Committed, KIND_EVALUATE, RecordBody};
 use crate::error::ApiError;
 use crate::normalize::{self, NormalizedAction};
 use crate::policy::Verdict;
 use crate::redact;
-use crate::session::{self, Escalation, Observation, SessionState, Zone};
-use crate::store::{SessionKey, Settlement};
+use crate::session::{self, Escalation, SessionState, Zone};
+use crate::store::SessionKey;
 
-/// The most one report may claim; more is refused as absurd.
-const MAX_REPORTED_TOKENS: u64 = 100_000_000;
-const MAX_REPORTED_BYTES: u64 = 1 << 50;
-const MAX_REPORTED_ROWS: u64 = 1_000_000_000_000;
-const MAX_REPORTED_DURATION_MS: u64 = 30 * 86_400_000;
-const MAX_REPORTED_COST_USD: f64 = 1_000_000.0;
-
-/// Most tags a report may carry, and the longest tag.
-const MAX_TAGS: usize = 256;
-const MAX_TAG_BYTES: usize = 256;
 /// Most tool names one NeverAllowed request may ask about.
 const MAX_NEVER_ALLOWED_TOOLS: usize = 4096;
 
@@ -61,56 +51,91 @@ impl DecisionsService {
         action: NormalizedAction,
         arrived: std::time::Instant,
     ) -> Result<(RecordBody, Decided), ApiError> {
-        let action = std::sync::Arc::new(action);
-        budgets::check_estimates(&action)?;
         // 2. Snapshot the live policy: this request finishes on it even if a reload lands.
-        let policy = self.shared.policy.current();
+        let deciding = Deciding::new(action, self.shared.policy.current(), arrived)?;
         // 3. Under the session's lock: load its state, decide, store the next state.
-        //    Zone triggers fire before the rules, so the action is judged in the zone it
-        //    brings the session into. (On SQLite the step runs on the store's step
-        //    writer, so it owns what it reads.)
-        let clock = std::time::Instant::now();
-        let now = now_us();
-        let shared = &self.shared;
-        let (judged, admitted) = {
-            let (policy, action) = (policy.clone(), action.clone());
-            let (guard, rate_cache) = (shared.guard.clone(), shared.rate_cache.clone());
-            self.shared
-                .store
-                .session_step_admit(&session_key(&action), move |stored| {
-                    let state = live_session(stored, &policy, now)?;
-                    let j = session::judge(&policy, &guard, &state, &action, now);
-                    let zone = j.next.zone;
-                    let budgets = picked(policy.budgets(), &j.budgets);
-                    let rate_limits = picked(policy.rate_limits(), &j.rate_limits);
-                    // 5a. An action the policy lets run is admitted against its rate
-                    //     limits and budgets in this same transaction (the gate never
-                    //     changes an allow); see `decisions/limits.rs`.
-                    let runs = runs(j.outcome.verdict);
-                    let prepared = if runs {
-                        limits::prepare(&rate_cache, &rate_limits, &budgets, &action, now)?
-                    } else {
-                        limits::Prepared::Nothing
-                    };
-                    let (plan, fast_refusal) = match prepared {
-                        limits::Prepared::Admit(plan) => (Some(plan), None),
-                        limits::Prepared::Refused(refusal) => (None, Some(refusal)),
-                        limits::Prepared::Nothing => (None, None),
-                    };
-                    let judged = Judged {
-                        outcome: j.outcome,
-                        escalations: j.escalations,
-                        zone,
-                        budgets: j.budgets,
-                        rate_limits: j.rate_limits,
-                        admitted_in_step: runs,
-                        plan: plan.clone(),
-                        fast_refusal,
-                    };
-                    Ok::<_, ApiError>((j.next, judged, plan))
-                })
-                .await?
-        };
+        let stepped = self
+            .shared
+            .store
+            .session_step_admit(&session_key(&deciding.action), self.decide_step(&deciding))
+            .await;
+        self.decided(deciding, stepped).await
+    }
+
+    /// Step 3 of an Evaluate, to run under the session's lock (on SQLite on the store's
+    /// step writer, so it owns what it reads): zone triggers fire before the rules, so
+    /// the action is judged in the zone it brings the session into, and an action the
+    /// policy lets run is admitted in the same transaction.
+    fn decide_step(
+        &self,
+        deciding: &Deciding,
+    ) -> impl FnOnce(
+        Option<SessionState>,
+    )
+        -> Result<(SessionState, Judged, Option<crate::store::AdmissionPlan>), ApiError>
+    + Send
+    + 'static {
+        let (policy, action, now) = (
+            deciding.policy.clone(),
+            deciding.action.clone(),
+            deciding.now,
+        );
+        let (guard, rate_cache) = (self.shared.guard.clone(), self.shared.rate_cache.clone());
+        move |stored| {
+            let state = live_session(stored, &policy, now)?;
+            let j = session::judge(&policy, &guard, &state, &action, now);
+            let zone = j.next.zone;
+            let budgets = picked(policy.budgets(), &j.budgets);
+            let rate_limits = picked(policy.rate_limits(), &j.rate_limits);
+            // 5a. An action the policy lets run is admitted against its rate limits and
+            //     budgets in this same transaction (the gate never changes an allow);
+            //     see `decisions/limits.rs`.
+            let runs = runs(j.outcome.verdict);
+            let prepared = if runs {
+                limits::prepare(&rate_cache, &rate_limits, &budgets, &action, now)?
+            } else {
+                limits::Prepared::Nothing
+            };
+            let (plan, fast_refusal) = match prepared {
+                limits::Prepared::Admit(plan) => (Some(plan), None),
+                limits::Prepared::Refused(refusal) => (None, Some(refusal)),
+                limits::Prepared::Nothing => (None, None),
+            };
+            let judged = Judged {
+                outcome: j.outcome,
+                escalations: j.escalations,
+                zone,
+                budgets: j.budgets,
+                rate_limits: j.rate_limits,
+                admitted_in_step: runs,
+                plan: plan.clone(),
+                fast_refusal,
+            };
+            Ok((j.next, judged, plan))
+        }
+    }
+
+    /// Steps 4-5 of an Evaluate, once its session step has run (`stepped`): the gate,
+    /// what admission decided, and the audit record to commit.
+    async fn decided(
+        &self,
+        deciding: Deciding,
+        stepped: Result<
+            (
+                Judged,
+                Option<Result<crate::store::Admitted, crate::store::Refused>>,
+            ),
+            ApiError,
+        >,
+    ) -> Result<(RecordBody, Decided), ApiError> {
+        let (judged, admitted) = stepped?;
+        let Deciding {
+            action,
+            policy,
+            now,
+            clock,
+            arrived,
+        } = deciding;
         let Judged {
             outcome,
             escalations,
@@ -121,6 +146,7 @@ impl DecisionsService {
             plan,
             fast_refusal,
         } = judged;
+        let shared = &self.shared;
         let budgets = picked(policy.budgets(), &budgets);
         let rate_limits = picked(policy.rate_limits(), &rate_limits);
         // 4. Break-glass grants and approvals may change a refusal (see `gate`).
@@ -311,209 +337,36 @@ impl DecisionsService {
             policy_version: policy.version().to_string(),
         })
     }
+}
 
-    /// A report, and the actions it led to (`then_evaluate`): the report is applied,
-    /// then each follow-up is decided on the session as the report and the follow-ups
-    /// before it left it, one after another in the order given (so the same every
-    /// time), and the report's record and every decision's record are committed in one
-    /// audit transaction before any of them is answered.
-    async fn report(&self, req: ReportRequest) -> Result<ReportResponse, ApiError> {
-        let arrived = std::time::Instant::now();
-        let action = std::sync::Arc::new(normalize::normalize(req.action.as_ref())?);
-        // A malformed follow-up fails the call before anything is stored.
-        let follow_ups = follow_ups(&action, &req.then_evaluate)?;
-        let (body, reported) = self
-            .apply_report(action, req.decision_seq, req.result.as_ref())
-            .await?;
-        let mut bodies = vec![body];
-        let mut decided = Vec::with_capacity(follow_ups.len());
-        let mut failure = None;
-        for follow_up in follow_ups {
-            match self.decide(follow_up, arrived).await {
-                Ok((body, d)) => {
-                    bodies.push(body);
-                    decided.push(d);
-                }
-                // The decisions already made are recorded and answered below (their
-                // steps are stored); the caller gets this error and refuses them all.
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        let mut committed = self.shared.audit.append_all(bodies).await?.into_iter();
-        let report_ref = committed.next().ok_or_else(|| {
-            crate::audit::AuditError::Store("the report's record was not committed".into())
-        })?;
-        let zone = reported.zone;
-        self.finish_report(reported).await;
-        let mut decisions = Vec::with_capacity(decided.len());
-        for (d, c) in decided.into_iter().zip(committed) {
-            decisions.push(self.answer(d, c).await);
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        Ok(ReportResponse {
-            id: Some(AuditRef {
-                seq: report_ref.seq,
-                hash: report_ref.hash,
-            }),
-            zone: zone.to_proto().into(),
-            decisions,
-        })
-    }
+/// An Evaluate about to take its session step: the action, checked, and the policy
+/// snapshot and clock readings every later step of it uses.
+struct Deciding {
+    action: std::sync::Arc<NormalizedAction>,
+    policy: std::sync::Arc<crate::policy::Policy>,
+    now: i64,
+    /// Read before `now`, for the rate-limit cache (see `limits::finish`).
+    clock: std::time::Instant,
+    arrived: std::time::Instant,
+}
 
-    /// A report up to its audit record (returned, for the caller to commit):
-    /// validated, its observation and settlement stored. An invalid result is recorded
-    /// as rejected (committed here) and refused.
-    async fn apply_report(
-        &self,
-        action: std::sync::Arc<NormalizedAction>,
-        decision_seq: u64,
-        result: Option<&ResultMeta>,
-    ) -> Result<(RecordBody, Reported), ApiError> {
-        // Refused before anything is stored, as in Evaluate: the settlement reads them.
+impl Deciding {
+    /// Refuses an action whose estimates are out of range, before anything is stored.
+    fn new(
+        action: NormalizedAction,
+        policy: std::sync::Arc<crate::policy::Policy>,
+        arrived: std::time::Instant,
+    ) -> Result<Deciding, ApiError> {
         budgets::check_estimates(&action)?;
-        let result = result.ok_or_else(|| ApiError::BadRequest("result: is required".into()))?;
-        let policy = self.shared.policy.current();
-        let now = now_us();
-        let (result_json, mut observation) = match result_json(result) {
-            Ok(r) => r,
-            Err(e) => {
-                // Recorded as refused, counted nowhere.
-                let body = RecordBody {
-                    time_us: now,
-                    kind: KIND_REPORT_REJECTED.into(),
-                    policy_version: policy.version().into(),
-                    decision_seq,
-                    reason: format!("report rejected: {e}"),
-                    ..identity_body(&action)
-                };
-                self.shared.audit.append(body).await?;
-                return Err(e);
-            }
-        };
-        let usage = budgets::reported_usage(&policy, &action, result, decision_seq, now);
-        observation.cost_micro_usd = usage.cost_micro_usd;
-        // The observation, and the usage settled against the budgets it counts against
-        // (kept in the history), in one transaction.
-        let history = budgets::carries_usage(&usage).then(|| usage.clone());
-        let ((zone, escalations, budgets), after) = {
-            let (policy, guard) = (policy.clone(), self.shared.guard.clone());
-            let (action, usage) = (action.clone(), usage.clone());
-            self.shared
-                .store
-                .session_step_settle(&session_key(&action), move |stored| {
-                    // A result still counts after the session ended: what was read was
-                    // read.
-                    let state = stored.unwrap_or_else(|| SessionState::new(now));
-                    let (next, fired) = session::observe(&policy, &state, &observation, now);
-                    let zone = next.zone;
-                    let counted: Vec<usize> = if policy.budgets().is_empty() {
-                        Vec::new()
-                    } else {
-                        policy.budgets_for(&policy.context(&action, &guard), zone, &next.tags)
-                    };
-                    let settle = if !counted.is_empty() || history.is_some() {
-                        let budgets = picked(policy.budgets(), &counted);
-                        Some(Settlement {
-                            charges: budgets::settlement(&budgets, &action, &usage, now)?,
-                            usage: history,
-                            now,
-                        })
-                    } else {
-                        None
-                    };
-                    Ok::<_, ApiError>((next, (zone, fired, counted), settle))
-                })
-                .await?
-        };
-        let budgets = picked(policy.budgets(), &budgets);
-        let budget_events = if budgets.is_empty() {
-            Vec::new()
-        } else {
-            budgets::threshold_alerts(&self.shared, &budgets, &after, &action).await?
-        };
-        let body = RecordBody {
-            time_us: now,
-            kind: KIND_REPORT.into(),
-            policy_version: policy.version().into(),
-            result: result_json,
-            decision_seq,
-            zone: zone.as_str().into(),
-            reason: explain("", &escalations),
-            ..identity_body(&action)
-        };
-        let reported = Reported {
-            zone,
-            usage,
-            decision_seq,
-            budget_events,
-        };
-        Ok((body, reported))
-    }
-
-    /// A report once its record is committed: metrics, and the budget alerts it raised.
-    async fn finish_report(&self, reported: Reported) {
-        self.shared.metrics.report(&reported.usage);
-        for event in reported.budget_events {
-            self.shared
-                .alerts
-                .emit(crate::alerts::AlertEvent {
-                    decision_seq: reported.decision_seq,
-                    ..event
-                })
-                .await;
-        }
-    }
-}
-
-/// A report applied, its record not yet committed ([`DecisionsService::apply_report`]):
-/// what finishing it needs.
-struct Reported {
-    /// The session's zone after the report.
-    zone: Zone,
-    usage: crate::store::UsageRow,
-    decision_seq: u64,
-    budget_events: Vec<crate::alerts::AlertEvent>,
-}
-
-/// Most follow-ups one report may carry.
-const MAX_FOLLOW_UPS: usize = 128;
-
-/// A report's follow-up actions, normalized; each must be in the report's session.
-fn follow_ups(
-    report: &NormalizedAction,
-    actions: &[warden_proto::v1::Action],
-) -> Result<Vec<NormalizedAction>, ApiError> {
-    if actions.len() > MAX_FOLLOW_UPS {
-        return Err(ApiError::BadRequest(format!(
-            "then_evaluate: {} actions; the limit is {MAX_FOLLOW_UPS}",
-            actions.len()
-        )));
-    }
-    actions
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let action = normalize::normalize(Some(a))
-                .map_err(|e| ApiError::BadRequest(format!("then_evaluate[{i}]: {e}")))?;
-            for (what, theirs, ours) in [
-                ("tenant", &action.tenant, &report.tenant),
-                ("agent", &action.agent, &report.agent),
-                ("session", &action.session, &report.session),
-            ] {
-                if theirs != ours {
-                    return Err(ApiError::BadRequest(format!(
-                        "then_evaluate[{i}]: {what} {theirs:?} is not the report's {what} {ours:?}"
-                    )));
-                }
-            }
-            Ok(action)
+        let clock = std::time::Instant::now();
+        Ok(Deciding {
+            action: std::sync::Arc::new(action),
+            policy,
+            now: now_us(),
+            clock,
+            arrived,
         })
-        .collect()
+    }
 }
 
 /// An Evaluate decided, its record not yet committed ([`DecisionsService::decide`]):
@@ -618,156 +471,6 @@ fn identity_body(action: &NormalizedAction) -> RecordBody {
         result: String::new(),
         decision_seq: 0,
     }
-}
-
-/// ResultMeta as canonical JSON, after validation, and as the zone triggers see it.
-fn result_json(r: &ResultMeta) -> Result<(String, Observation), ApiError> {
-    if r.tags.len() > MAX_TAGS {
-        return Err(ApiError::BadRequest(format!(
-            "result.tags: has {} entries; the limit is {MAX_TAGS}",
-            r.tags.len()
-        )));
-    }
-    let mut tags = Vec::with_capacity(r.tags.len());
-    for tag in &r.tags {
-        let tag = tag.trim().to_ascii_lowercase();
-        if tag.is_empty() || tag.len() > MAX_TAG_BYTES || tag.chars().any(char::is_control) {
-            return Err(ApiError::BadRequest(format!(
-                "result.tags: {tag:?} is not a valid tag (1-{MAX_TAG_BYTES} printable bytes)"
-            )));
-        }
-        tags.push(tag);
-    }
-    tags.sort();
-    tags.dedup();
-    let usage = r.usage.unwrap_or_default();
-    if !usage.cost_usd.is_finite() || usage.cost_usd < 0.0 {
-        return Err(ApiError::BadRequest(
-            "result.usage.cost_usd: must be a finite, non-negative number".into(),
-        ));
-    }
-    // Larger than any one action can do: a broken or lying interceptor. Refused, so that
-    // one bad report cannot spend (or wrap) a budget.
-    let absurd = [
-        (
-            "result.usage.tokens_in",
-            usage.tokens_in,
-            MAX_REPORTED_TOKENS,
-        ),
-        (
-            "result.usage.tokens_out",
-            usage.tokens_out,
-            MAX_REPORTED_TOKENS,
-        ),
-        ("result.bytes", r.bytes, MAX_REPORTED_BYTES),
-        ("result.rows", r.rows, MAX_REPORTED_ROWS),
-        (
-            "result.duration_ms",
-            r.duration_ms,
-            MAX_REPORTED_DURATION_MS,
-        ),
-    ];
-    for (field, value, max) in absurd {
-        if value > max {
-            return Err(ApiError::BadRequest(format!(
-                "{field}: {value} is more than one action can report (at most {max})"
-            )));
-        }
-    }
-    if usage.cost_usd > MAX_REPORTED_COST_USD {
-        return Err(ApiError::BadRequest(format!(
-            "result.usage.cost_usd: {} is more than one action can report (at most {MAX_REPORTED_COST_USD})",
-            usage.cost_usd
-        )));
-    }
-    if r.outcome.len() > 64 || r.outcome.chars().any(|c| c.is_control()) {
-        return Err(ApiError::BadRequest(
-            "result.outcome: at most 64 printable bytes".into(),
-        ));
-    }
-    if r.error.len() > 4096 || r.destination.len() > 4096 {
-        return Err(ApiError::BadRequest(
-            "result.error and result.destination: at most 4096 bytes each".into(),
-        ));
-    }
-
-    #[derive(Serialize)]
-    struct Canonical<'a> {
-        sensitivity: &'static str,
-        tags: Vec<String>,
-        rows: u64,
-        bytes: u64,
-        egress: &'static str,
-        destination: &'a str,
-        tokens_in: u64,
-        tokens_out: u64,
-        cost_usd: f64,
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        duration_ms: u64,
-        stdout_bytes: u64,
-        stderr_bytes: u64,
-        error: std::borrow::Cow<'a, str>,
-        // Newer fields are left out when unset, so records without them encode (and
-        // hash) exactly as before they existed.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        status: Option<u32>,
-        #[serde(skip_serializing_if = "is_zero")]
-        bytes_sent: u64,
-        #[serde(skip_serializing_if = "is_zero")]
-        bytes_received: u64,
-        #[serde(skip_serializing_if = "str::is_empty")]
-        outcome: &'a str,
-    }
-    fn is_zero(n: &u64) -> bool {
-        *n == 0
-    }
-    use warden_proto::v1::{Egress, Sensitivity};
-    let sensitivity = match r.sensitivity() {
-        Sensitivity::Unspecified => "",
-        Sensitivity::Low => "low",
-        Sensitivity::Medium => "medium",
-        Sensitivity::High => "high",
-    };
-    let egress = match r.egress() {
-        Egress::Unspecified => "",
-        Egress::Internal => "internal",
-        Egress::External => "external",
-    };
-    let canonical = Canonical {
-        sensitivity,
-        tags,
-        rows: r.rows,
-        bytes: r.bytes,
-        egress,
-        destination: r.destination.trim(),
-        tokens_in: usage.tokens_in,
-        tokens_out: usage.tokens_out,
-        cost_usd: usage.cost_usd,
-        exit_code: r.exit_code,
-        signal: r.signal,
-        duration_ms: r.duration_ms,
-        stdout_bytes: r.stdout_bytes,
-        stderr_bytes: r.stderr_bytes,
-        error: redact::redact(&r.error),
-        status: r.status,
-        bytes_sent: r.bytes_sent,
-        bytes_received: r.bytes_received,
-        outcome: r.outcome.trim(),
-    };
-    let json = serde_json::to_string(&canonical)
-        .map_err(|e| ApiError::BadRequest(format!("result: cannot be encoded: {e}")))?;
-    let observation = Observation {
-        sensitivity: sensitivity.into(),
-        tags: canonical.tags,
-        rows: r.rows,
-        bytes: r.bytes,
-        egress: egress.into(),
-        tokens: usage.tokens_in.saturating_add(usage.tokens_out),
-        // Priced by the caller, which knows the policy's price table.
-        cost_micro_usd: 0,
-    };
-    Ok((json, observation))
 }
 
 #[tonic::async_trait]

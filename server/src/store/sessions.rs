@@ -148,6 +148,135 @@ pub struct Settlement {
     pub now: i64,
 }
 
+/// Steps of one session to run in order in one transaction ([`Store::session_steps`]).
+/// Adding a step hands back a [`Chained`], which takes the step's value out once the
+/// chain has run.
+pub struct StepChain {
+    key: SessionKey,
+    steps: Vec<StepFn>,
+}
+
+/// What each step of a chain did, as [`Store::session_steps`] returns it.
+pub struct ChainRan(Vec<Option<FollowedUp>>);
+
+/// A step added to a [`StepChain`]: where its caller's value comes back.
+pub struct Chained<T, E> {
+    index: usize,
+    kept: tokio::sync::oneshot::Receiver<Result<T, E>>,
+}
+
+impl StepChain {
+    pub fn new(key: SessionKey) -> StepChain {
+        StepChain {
+            key,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Adds a step that may admit its action, as [`Store::session_step_admit`] runs it.
+    pub fn admit<T, E>(
+        &mut self,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<AdmissionPlan>), E>
+        + Send
+        + 'static,
+    ) -> Chained<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.push(move |stored| {
+            step(stored).map(|(next, v, plan)| (next, v, plan.map(FollowUp::Admit)))
+        })
+    }
+
+    /// Adds a report's step, as [`Store::session_step_settle`] runs it.
+    pub fn settle<T, E>(
+        &mut self,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<Settlement>), E>
+        + Send
+        + 'static,
+    ) -> Chained<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.push(move |stored| {
+            step(stored).map(|(next, v, settle)| (next, v, settle.map(FollowUp::Settle)))
+        })
+    }
+
+    /// Erases `step`: the store runs it on whichever thread runs the transaction, and
+    /// its value or error comes back on its own channel.
+    fn push<T, E>(
+        &mut self,
+        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<FollowUp>), E>
+        + Send
+        + 'static,
+    ) -> Chained<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (sent, kept) = tokio::sync::oneshot::channel();
+        self.steps.push(Box::new(move |stored| match step(stored) {
+            Ok((next, value, follow)) => {
+                let _ = sent.send(Ok(value));
+                Some((next, follow))
+            }
+            Err(e) => {
+                let _ = sent.send(Err(e));
+                None
+            }
+        }));
+        Chained {
+            index: self.steps.len() - 1,
+            kept,
+        }
+    }
+}
+
+impl<T, E: From<StoreError>> Chained<T, E> {
+    /// The step's value and what its admission decided, once its chain has run.
+    pub fn admitted(self, ran: &mut ChainRan) -> Result<(T, Option<Result<Admitted, Refused>>), E> {
+        let (value, done) = self.take(ran)?;
+        Ok((
+            value,
+            match done {
+                Some(FollowedUp::Admitted(result)) => Some(result),
+                _ => None,
+            },
+        ))
+    }
+
+    /// The step's value and the budget counters after its settlement (empty without
+    /// one), once its chain has run.
+    pub fn settled(self, ran: &mut ChainRan) -> Result<(T, Vec<BudgetRow>), E> {
+        let (value, done) = self.take(ran)?;
+        Ok((
+            value,
+            match done {
+                Some(FollowedUp::Settled(after)) => after,
+                _ => Vec::new(),
+            },
+        ))
+    }
+
+    /// The step's own error when it refused; an error saying so when it never ran (a
+    /// step before it refused) or died inside the writer.
+    fn take(mut self, ran: &mut ChainRan) -> Result<(T, Option<FollowedUp>), E> {
+        match self.kept.try_recv() {
+            Ok(Ok(value)) => Ok((value, ran.0.get_mut(self.index).and_then(Option::take))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Failed(
+                "the session step was not run (a step before it refused, or it failed \
+                 inside the writer); nothing was stored"
+                    .into(),
+            )
+            .into()),
+        }
+    }
+}
+
 /// Creates the row of a session never seen, as a placeholder (`started_us = -1`) that
 /// only this transaction sees until it commits; no-op when the row exists.
 const INSERT_PLACEHOLDER_PG: &str = "INSERT INTO sessions (tenant, agent, session, started_us, last_seen_us) \
@@ -200,18 +329,10 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let (value, done) = self
-            .session_step_then(key, |stored| {
-                step(stored).map(|(next, v, plan)| (next, v, plan.map(FollowUp::Admit)))
-            })
-            .await?;
-        Ok((
-            value,
-            match done {
-                Some(FollowedUp::Admitted(result)) => Some(result),
-                _ => None,
-            },
-        ))
+        let mut chain = StepChain::new(key.clone());
+        let step = chain.admit(step);
+        let mut ran = self.session_steps(chain).await?;
+        step.admitted(&mut ran)
     }
 
     /// [`Store::session_step`] for a report: when `step` returns a [`Settlement`], it is
@@ -229,90 +350,74 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let (value, done) = self
-            .session_step_then(key, |stored| {
-                step(stored).map(|(next, v, settle)| (next, v, settle.map(FollowUp::Settle)))
-            })
-            .await?;
-        Ok((
-            value,
-            match done {
-                Some(FollowedUp::Settled(after)) => after,
-                _ => Vec::new(),
-            },
-        ))
+        let mut chain = StepChain::new(key.clone());
+        let step = chain.settle(step);
+        let mut ran = self.session_steps(chain).await?;
+        step.settled(&mut ran)
     }
 
-    /// The one session-step transaction both of the above run.
-    async fn session_step_then<T, E>(
-        &self,
-        key: &SessionKey,
-        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<FollowUp>), E>
-        + Send
-        + 'static,
-    ) -> Result<(T, Option<FollowedUp>), E>
-    where
-        T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-    {
+    /// Runs a chain of steps of one session in its order, in one transaction under the
+    /// session's lock, each on the state the steps before it left (a report, then the
+    /// actions it led to, cost one transaction instead of one each). A step that
+    /// refuses stores nothing and the steps after it are not run; the steps before it
+    /// are stored. Each step's value comes back through its [`Chained`].
+    pub async fn session_steps(&self, chain: StepChain) -> Result<ChainRan, StoreError> {
+        let StepChain { key, steps } = chain;
         match &self.backend {
-            Backend::Sqlite(_) => {
-                // Run on the store's step writer, batched with other steps; the
-                // caller's value and error come back on their own channel.
-                let writer = self.step_writer().await?;
-                let (sent, kept) = tokio::sync::oneshot::channel();
-                let erased: StepFn = Box::new(move |stored| match step(stored) {
-                    Ok((next, value, follow)) => {
-                        let _ = sent.send(Ok(value));
-                        Some((next, follow))
-                    }
-                    Err(e) => {
-                        let _ = sent.send(Err(e));
-                        None
-                    }
-                });
-                let done = writer.step(key.clone(), erased).await?;
-                match kept.await {
-                    Ok(Ok(value)) => Ok((value, done)),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(StoreError::Failed(
-                        "the session step failed inside the writer; nothing was stored".into(),
-                    )
-                    .into()),
-                }
-            }
+            // On the store's step writer, batched with other steps.
+            Backend::Sqlite(_) => Ok(ChainRan(self.step_writer().await?.steps(key, steps).await?)),
             Backend::Postgres(pool) => {
-                let mut tx = pool
-                    .begin_with(super::PG_BEGIN_DEFERRED)
-                    .await
-                    .map_err(StoreError::from)?;
-                let mut current = pg_get(&mut tx, key, true).await?;
+                let mut tx = pool.begin_with(super::PG_BEGIN_DEFERRED).await?;
+                let mut current = pg_get(&mut tx, &key, true).await?;
                 if current.is_none() {
-                    bind_key!(sqlx::query(INSERT_PLACEHOLDER_PG), key)
+                    bind_key!(sqlx::query(INSERT_PLACEHOLDER_PG), &key)
                         .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::from)?;
-                    current = pg_get(&mut tx, key, true).await?;
+                        .await?;
+                    current = pg_get(&mut tx, &key, true).await?;
                 }
-                let (next, value, follow) = step(current.filter(is_real))?;
-                pg_put(&mut tx, key, &next).await?;
-                let done = match follow {
-                    None => None,
-                    Some(FollowUp::Admit(plan)) => Some(FollowedUp::Admitted(
-                        async {
+                let mut current = current.filter(is_real);
+                let mut done = Vec::with_capacity(steps.len());
+                let (mut stored, mut refused) = (false, false);
+                for step in steps {
+                    // After a refusal the rest is dropped unrun.
+                    if refused {
+                        done.push(None);
+                        continue;
+                    }
+                    let Some((next, follow)) = step(current.clone()) else {
+                        refused = true;
+                        done.push(None);
+                        continue;
+                    };
+                    pg_put(&mut tx, &key, &next).await?;
+                    done.push(match follow {
+                        None => None,
+                        Some(FollowUp::Admit(plan)) => Some(FollowedUp::Admitted({
                             let mut sp = sqlx::Connection::begin(&mut *tx).await?;
                             let result = admit_on_pg(&mut sp, &plan).await?;
-                            commit_if_admitted(sp, result).await
-                        }
-                        .await?,
-                    )),
-                    Some(FollowUp::Settle(s)) => Some(FollowedUp::Settled(
-                        settle_on_pg(&mut tx, &in_lock_order(&s.charges), s.usage.as_ref(), s.now)
+                            commit_if_admitted(sp, result).await?
+                        })),
+                        Some(FollowUp::Settle(s)) => Some(FollowedUp::Settled(
+                            settle_on_pg(
+                                &mut tx,
+                                &in_lock_order(&s.charges),
+                                s.usage.as_ref(),
+                                s.now,
+                            )
                             .await?,
-                    )),
-                };
-                tx.commit().await.map_err(StoreError::from)?;
-                Ok((value, done))
+                        )),
+                    });
+                    current = Some(next);
+                    stored = true;
+                }
+                // Nothing stored (the first step refused): roll back, so not even a
+                // new session's placeholder row is left behind.
+                if stored {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok(ChainRan(done))
             }
         }
     }

@@ -13,8 +13,10 @@
 //!
 //! A step's closure runs on this thread, in batch order, and sees every earlier step of
 //! the batch (same transaction): two steps of one session in one batch take turns as
-//! they would in two transactions. A closure that refuses (returns its error) writes
-//! nothing. A database error fails the whole batch: it rolls back and every step in it
+//! they would in two transactions. A caller may queue a chain of steps of one session
+//! (a report and the actions it led to); they run back to back in its order. A closure
+//! that refuses (returns its error) writes nothing, and the steps after it in its chain
+//! are not run. A database error fails the whole batch: it rolls back and every step in it
 //! gets the error, so no caller acts on a step that was not stored. Commits are
 //! deferred (`synchronous=NORMAL`) exactly as before: the audit append each caller
 //! makes before it answers is the durable one (see `Store::begin_sqlite_deferred`).
@@ -43,9 +45,9 @@ const QUEUE_CAPACITY: usize = 16_384;
 pub(super) type StepFn =
     Box<dyn FnOnce(Option<SessionState>) -> Option<(SessionState, Option<FollowUp>)> + Send>;
 
-/// What the writer answers a step: what its follow-up did, or nothing (no follow-up,
-/// or the closure refused).
-pub(super) type StepDone = Result<Option<FollowedUp>, StoreError>;
+/// What the writer answers a chain: for each step, what its follow-up did, or nothing
+/// (no follow-up, the closure refused, or an earlier step of the chain refused).
+pub(super) type ChainDone = Result<Vec<Option<FollowedUp>>, StoreError>;
 
 /// A batch's failure, as every step in it is told (a `StoreError` is not `Clone`).
 #[derive(Clone)]
@@ -53,8 +55,8 @@ struct BatchFailed(String);
 
 struct Job {
     key: SessionKey,
-    step: StepFn,
-    done: oneshot::Sender<Result<Option<FollowedUp>, BatchFailed>>,
+    steps: Vec<StepFn>,
+    done: oneshot::Sender<Result<Vec<Option<FollowedUp>>, BatchFailed>>,
 }
 
 /// Handle to a store's step writer; cheap to clone. The thread stops when every handle
@@ -80,11 +82,12 @@ impl StepWriter {
         Ok(StepWriter { tx })
     }
 
-    /// Queues one step and waits until its batch has committed (or failed).
-    pub(super) async fn step(&self, key: SessionKey, step: StepFn) -> StepDone {
+    /// Queues a chain of steps of one session and waits until its batch has committed
+    /// (or failed).
+    pub(super) async fn steps(&self, key: SessionKey, steps: Vec<StepFn>) -> ChainDone {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job { key, step, done })
+            .send(Job { key, steps, done })
             .await
             .map_err(|_| stopped())?;
         wait.await
@@ -103,7 +106,7 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
         let steps = batch.len();
         let started = std::time::Instant::now();
         let (dones, work): (Vec<_>, Vec<_>) =
-            batch.drain(..).map(|j| (j.done, (j.key, j.step))).unzip();
+            batch.drain(..).map(|j| (j.done, (j.key, j.steps))).unzip();
         let result = run_batch(&pool, &gate, work).await;
         tracing::trace!(
             steps,
@@ -120,15 +123,16 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// Runs `work` in one transaction: one read of every session the batch touches, the
-/// steps in order (each on the state the steps before it left, its follow-up right
-/// after it), one write of every session that changed and one of the settlements'
-/// usage history rows. The answers come back in
-/// `work`'s order, and count only once this returns `Ok` (the batch committed).
+/// chains in order and each chain's steps in order (each on the state the steps before
+/// it left, its follow-up right after it; a refusal ends its chain), one write of
+/// every session that changed and one of the settlements' usage history rows. The
+/// answers come back in `work`'s order, and count only once this returns `Ok` (the
+/// batch committed).
 async fn run_batch(
     pool: &SqlitePool,
     gate: &WriteGate,
-    work: Vec<(SessionKey, StepFn)>,
-) -> Result<Vec<Option<FollowedUp>>, StoreError> {
+    work: Vec<(SessionKey, Vec<StepFn>)>,
+) -> Result<Vec<Vec<Option<FollowedUp>>>, StoreError> {
     let queued = std::time::Instant::now();
     let _turn = gate.turn().await;
     tracing::trace!(
@@ -147,17 +151,29 @@ async fn run_batch(
     let mut is_changed: HashSet<SessionKey> = HashSet::new();
     let mut answers = Vec::with_capacity(work.len());
     let mut history = Vec::new();
-    for (key, step) in work {
-        let stored = sessions.get(&key).cloned();
-        let Some((next, follow)) = run_step(&key, step, stored) else {
-            answers.push(None);
-            continue;
-        };
-        answers.push(sqlite_follow_up(&mut tx, follow, &mut history).await?);
-        sessions.insert(key.clone(), next);
-        if is_changed.insert(key.clone()) {
-            changed.push(key);
+    for (key, steps) in work {
+        let mut chain = Vec::with_capacity(steps.len());
+        let mut refused = false;
+        for step in steps {
+            // After a refusal the rest of the chain is dropped unrun: its callers see
+            // their value's channel closed.
+            if refused {
+                chain.push(None);
+                continue;
+            }
+            let stored = sessions.get(&key).cloned();
+            let Some((next, follow)) = run_step(&key, step, stored) else {
+                refused = true;
+                chain.push(None);
+                continue;
+            };
+            chain.push(sqlite_follow_up(&mut tx, follow, &mut history).await?);
+            sessions.insert(key.clone(), next);
+            if is_changed.insert(key.clone()) {
+                changed.push(key.clone());
+            }
         }
+        answers.push(chain);
     }
     let rows: Vec<_> = changed
         .iter()
