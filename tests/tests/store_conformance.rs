@@ -272,19 +272,28 @@ both_backends!(
     super::concurrent_writers_keep_one_chain
 );
 
+/// Writes a correctly linked record at seq `head + 1` straight into the table, without
+/// moving the chain head (as someone bypassing Warden would).
+async fn forge_after_head(db: &TestDb, store: &Store) -> u64 {
+    let head = store.audit_head().await.unwrap();
+    let seq = head.seq + 1;
+    let forged = body(77, "forged");
+    let hash = chain_hash(&head.hash, seq, &forged.canonical_json());
+    db.exec_sql(&format!(
+        "INSERT INTO audit_log (seq, time_us, kind, tenant, agent, session, channel, action, verdict, rule_ids, reason, policy_version, zone, approval_id, break_glass_id, result, decision_seq, prev_hash, hash) \
+         VALUES ({seq}, {}, 'evaluate', 'default', '{}', 'forged', 'exec', '{}', 'allow', '[\"rule-1\"]', 'test', 'v', 'safe', '', '', '', 0, '{}', '{hash}')",
+        forged.time_us, forged.agent, forged.action, head.hash
+    ))
+    .await;
+    seq
+}
+
 /// A record appended at the tail with a correct link and hash, but not through the
 /// chain head, is flagged.
 async fn detects_record_appended_behind_the_heads_back(kind: Backend) {
     let (db, store) = seeded(kind, 5).await;
-    let prev = store.audit_head().await.unwrap().hash;
-    let forged = body(77, "forged");
-    let hash = chain_hash(&prev, 6, &forged.canonical_json());
-    db.exec_sql(&format!(
-        "INSERT INTO audit_log (seq, time_us, kind, tenant, agent, session, channel, action, verdict, rule_ids, reason, policy_version, zone, approval_id, break_glass_id, result, decision_seq, prev_hash, hash) \
-         VALUES (6, {}, 'evaluate', 'default', '{}', 'forged', 'exec', '{}', 'allow', '[\"rule-1\"]', 'test', 'v', 'safe', '', '', '', 0, '{prev}', '{hash}')",
-        forged.time_us, forged.agent, forged.action
-    ))
-    .await;
+    let seq = forge_after_head(&db, &store).await;
+    assert_eq!(seq, 6);
     assert_broken_at(&store, 6, "beyond the chain head").await;
     db.drop_pg().await;
 }
@@ -343,4 +352,49 @@ async fn stores_taking_turns_keep_one_chain(kind: Backend) {
 both_backends!(
     stores_taking_turns_keep_one_chain,
     super::stores_taking_turns_keep_one_chain
+);
+
+/// An append that fails inside its transaction (here: the next seq is already taken)
+/// stores none of its records, leaves the head where it was, and leaves no transaction
+/// open behind it: once the obstacle is gone, later appends (more of them than the pool
+/// has connections) chain on as if the failure never happened.
+async fn failed_append_stores_nothing_and_holds_nothing(kind: Backend) {
+    let (db, store) = seeded(kind, 5).await;
+    let forged = forge_after_head(&db, &store).await;
+    let err = store
+        .append_batch(&records(5..40, "s1"))
+        .await
+        .expect_err("seq 6 is taken: the append must fail");
+    assert!(!err.to_string().is_empty());
+    assert_eq!(store.audit_head().await.unwrap().seq, 5);
+    let stored = store
+        .audit_page(&AuditFilter::default(), 0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.len(),
+        6,
+        "5 records and the forged one, nothing of the failed batch"
+    );
+
+    // The cleanup goes through another connection: a transaction left open by the
+    // failed append would hold the write lock (SQLite) and make this wait and fail.
+    db.exec_sql(&format!("DELETE FROM audit_log WHERE seq = {forged}"))
+        .await;
+    for round in 0..12 {
+        let at = 5 + round * 2;
+        let committed = store
+            .append_batch(&records(at..at + 2, "s1"))
+            .await
+            .unwrap_or_else(|e| panic!("append {round} after the failure: {e}"));
+        let seqs: Vec<u64> = committed.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, vec![at as u64 + 1, at as u64 + 2]);
+    }
+    let v = audit::verify(&store).await.unwrap();
+    assert_eq!((v.records, v.failure), (29, None));
+    db.drop_pg().await;
+}
+both_backends!(
+    failed_append_stores_nothing_and_holds_nothing,
+    super::failed_append_stores_nothing_and_holds_nothing
 );
