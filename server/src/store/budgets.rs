@@ -373,23 +373,26 @@ pub(super) async fn settle_on_sqlite(
     Ok(settle_in!(conn, charges, usage, now, SETTLE_SQLITE, insert))
 }
 
-/// Writes usage history rows on SQLite in one statement (a step batch's settlements
-/// write theirs together, after the batch's steps).
-pub(super) async fn insert_usage_many_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    rows: &[UsageRow],
-) -> Result<(), StoreError> {
-    // 15 parameters a row: 64 rows stay far under SQLite's parameter limit.
-    for chunk in rows.chunks(64) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let head = &INSERT_USAGE[..INSERT_USAGE.find("VALUES").unwrap_or(INSERT_USAGE.len())];
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("{head}VALUES {values}")));
-        for u in chunk {
-            query = bind_usage!(query, u);
-        }
-        query.execute(&mut *conn).await?;
+/// Usage history rows per INSERT: 15 parameters a row, far under SQLite's limit.
+pub(super) const USAGE_ROWS_PER_INSERT: usize = 64;
+
+/// One `INSERT INTO usage_history` of `rows` rows, with anonymous parameters, for a
+/// step batch's settlements to write theirs together (see [`bind_usage_rows`]).
+pub(super) fn usage_insert_sql(rows: usize) -> String {
+    let head = &INSERT_USAGE[..INSERT_USAGE.find("VALUES").unwrap_or(INSERT_USAGE.len())];
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!("{head}VALUES {values}")
+}
+
+/// Binds `rows` to [`usage_insert_sql`]`(rows.len())`.
+pub(super) fn bind_usage_rows<'q>(
+    mut query: super::sqlite::SqliteQuery<'q>,
+    rows: &'q [UsageRow],
+) -> super::sqlite::SqliteQuery<'q> {
+    for u in rows {
+        query = bind_usage!(query, u);
     }
-    Ok(())
+    query
 }
 
 /// [`settle_on_sqlite`] on PostgreSQL.

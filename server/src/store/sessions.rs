@@ -447,18 +447,21 @@ pub(super) async fn sqlite_get(
     row.as_ref().map(state).transpose()
 }
 
-/// The stored rows of `keys` (placeholders included; a key without a row is absent),
-/// in one statement.
-pub(super) async fn sqlite_get_many(
+/// Opens a `BEGIN IMMEDIATE` transaction and reads the stored rows of `keys`
+/// (placeholders included; a key without a row is absent), in one query: one round
+/// trip to SQLite's worker thread. The caller must end the transaction by SQL, or
+/// close the connection.
+pub(super) async fn sqlite_begin_get_many(
     conn: &mut SqliteConnection,
     keys: &[&SessionKey],
 ) -> Result<HashMap<SessionKey, SessionState>, StoreError> {
     if keys.is_empty() {
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(conn).await?;
         return Ok(HashMap::new());
     }
     let sql = format!(
         concat!(
-            "SELECT tenant, agent, session, ",
+            "BEGIN IMMEDIATE; SELECT tenant, agent, session, ",
             session_columns!(),
             " FROM sessions WHERE (tenant, agent, session) IN (VALUES {})"
         ),
@@ -482,17 +485,12 @@ pub(super) async fn sqlite_get_many(
         .collect()
 }
 
-/// Stores each `(key, state)` in one statement: an upsert that keeps the
-/// larger zone and the first close, as the UPDATE on PostgreSQL does. (SQLite needs no
-/// placeholder row: the batch's `BEGIN IMMEDIATE` already holds the only write lock.)
-pub(super) async fn sqlite_put_many(
-    conn: &mut SqliteConnection,
-    rows: &[(&SessionKey, &SessionState)],
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
+/// One upsert of `rows` sessions that keeps the larger zone and the first close, as
+/// the UPDATE on PostgreSQL does, with anonymous parameters (see [`bind_puts`]).
+/// (SQLite needs no placeholder row: the batch's `BEGIN IMMEDIATE` already holds the
+/// only write lock.)
+pub(super) fn sqlite_put_many_sql(rows: usize) -> String {
+    format!(
         "INSERT INTO sessions (tenant, agent, session, zone, actions, reports, bytes, \
          rows_read, tags, started_us, last_seen_us, closed_us, max_tokens, \
          max_cost_micro_usd, tokens, cost_micro_usd) VALUES {} \
@@ -504,14 +502,19 @@ pub(super) async fn sqlite_put_many(
          closed_us = COALESCE(closed_us, excluded.closed_us), \
          max_tokens = excluded.max_tokens, max_cost_micro_usd = excluded.max_cost_micro_usd, \
          tokens = excluded.tokens, cost_micro_usd = excluded.cost_micro_usd",
-        vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ")
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ")
+    )
+}
+
+/// Binds `rows` to [`sqlite_put_many_sql`]`(rows.len())`.
+pub(super) fn bind_puts<'q>(
+    mut query: super::sqlite::SqliteQuery<'q>,
+    rows: &[(&'q SessionKey, &SessionState)],
+) -> super::sqlite::SqliteQuery<'q> {
     for (key, s) in rows {
         query = bind_session!(query, key, *s);
     }
-    query.execute(conn).await?;
-    Ok(())
+    query
 }
 
 /// Runs a step's follow-up on SQLite, after its state was written. A settlement's
@@ -525,9 +528,19 @@ pub(super) async fn sqlite_follow_up(
     Ok(match follow {
         None => None,
         Some(FollowUp::Admit(plan)) => {
-            let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-            let result = admit_on_sqlite(&mut sp, &plan).await?;
-            Some(FollowedUp::Admitted(commit_if_admitted(sp, result).await?))
+            // The batch's transaction was opened by SQL, so sqlx does not know of it
+            // (its own nested begin would send a second BEGIN): the savepoint is ours.
+            sqlx::raw_sql("SAVEPOINT admission")
+                .execute(&mut *tx)
+                .await?;
+            let result = admit_on_sqlite(tx, &plan).await?;
+            let end = if result.is_ok() {
+                "RELEASE admission"
+            } else {
+                "ROLLBACK TO admission; RELEASE admission"
+            };
+            sqlx::raw_sql(end).execute(&mut *tx).await?;
+            Some(FollowedUp::Admitted(result))
         }
         Some(FollowUp::Settle(s)) => {
             let after = settle_on_sqlite(tx, &in_lock_order(&s.charges), None, s.now).await?;

@@ -59,7 +59,7 @@ pub(super) async fn append_batch(
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let mut conn = ClosedUnlessCommitted(Some(pool.acquire().await?));
+    let mut conn = ClosedUnlessCommitted::acquire(pool).await?;
     let committed = append_on(conn.connection()?, records).await?;
     conn.committed();
     Ok(committed)
@@ -105,17 +105,21 @@ async fn append_on(
 /// A pooled connection that may hold a transaction opened by SQL: dropped before
 /// [`ClosedUnlessCommitted::committed`], it is closed (SQLite rolls back) instead of
 /// going back to the pool.
-struct ClosedUnlessCommitted(Option<sqlx::pool::PoolConnection<Sqlite>>);
+pub(super) struct ClosedUnlessCommitted(Option<sqlx::pool::PoolConnection<Sqlite>>);
 
 impl ClosedUnlessCommitted {
-    fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+    pub(super) async fn acquire(pool: &SqlitePool) -> Result<ClosedUnlessCommitted, StoreError> {
+        Ok(ClosedUnlessCommitted(Some(pool.acquire().await?)))
+    }
+
+    pub(super) fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
         self.0
             .as_deref_mut()
-            .ok_or_else(|| StoreError::Failed("the audit connection is gone".into()))
+            .ok_or_else(|| StoreError::Failed("the SQLite connection is gone".into()))
     }
 
     /// The transaction committed: the connection may go back to the pool.
-    fn committed(mut self) {
+    pub(super) fn committed(mut self) {
         self.0 = None;
     }
 }
@@ -153,7 +157,7 @@ fn inserts(then: &str) -> Vec<Arc<str>> {
         .collect()
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
+pub(super) type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// Binds one record's 19 columns, in [`audit_columns!`] order.
 fn bind_row<'q>(

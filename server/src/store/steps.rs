@@ -8,8 +8,13 @@
 //! back through the shared runtime, and the next step could not start until the
 //! runtime had polled the previous one's task again: about 0.35 ms per step, the
 //! daemon's ceiling under load. Here a batch pays the `BEGIN` and the `COMMIT` once,
-//! reads all its sessions with one statement and writes them back with another, and
-//! its steps run back to back on a thread that does nothing else.
+//! and its steps run back to back on a thread that does nothing else. Without
+//! admissions or settlements a batch is two queries: `BEGIN IMMEDIATE` with the read
+//! of all its sessions, then the upsert of those it changed, the usage history rows
+//! and the `COMMIT`. Each follow-up adds its own statements. The transaction is opened
+//! and ended by SQL rather than by sqlx, so the connection is held in
+//! `ClosedUnlessCommitted`: a batch that fails closes it (SQLite rolls back), and
+//! an admission's savepoint is issued by hand.
 //!
 //! A step's closure runs on this thread, in batch order, and sees every earlier step of
 //! the batch (same transaction): two steps of one session in one batch take turns as
@@ -28,11 +33,13 @@ use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use super::budgets::insert_usage_many_sqlite;
+use super::budgets::{USAGE_ROWS_PER_INSERT, bind_usage_rows, usage_insert_sql};
 use super::gate::WriteGate;
 use super::sessions::{
-    FollowUp, FollowedUp, SessionKey, sqlite_follow_up, sqlite_get_many, sqlite_put_many,
+    FollowUp, FollowedUp, SessionKey, bind_puts, sqlite_begin_get_many, sqlite_follow_up,
+    sqlite_put_many_sql,
 };
+use super::sqlite::ClosedUnlessCommitted;
 use crate::session::SessionState;
 
 /// Most steps run in one transaction.
@@ -139,13 +146,14 @@ async fn run_batch(
         waited_us = queued.elapsed().as_micros() as u64,
         "session step batch has the write turn"
     );
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut conn = ClosedUnlessCommitted::acquire(pool).await?;
+    let tx = conn.connection()?;
     let mut keys: Vec<&SessionKey> = work.iter().map(|(key, _)| key).collect();
     keys.sort_unstable_by(|a, b| {
         (&a.tenant, &a.agent, &a.session).cmp(&(&b.tenant, &b.agent, &b.session))
     });
     keys.dedup();
-    let mut sessions = sqlite_get_many(&mut tx, &keys).await?;
+    let mut sessions = sqlite_begin_get_many(tx, &keys).await?;
     // The sessions the batch changed, in the order it first changed them.
     let mut changed: Vec<SessionKey> = Vec::new();
     let mut is_changed: HashSet<SessionKey> = HashSet::new();
@@ -167,7 +175,7 @@ async fn run_batch(
                 chain.push(None);
                 continue;
             };
-            chain.push(sqlite_follow_up(&mut tx, follow, &mut history).await?);
+            chain.push(sqlite_follow_up(tx, follow, &mut history).await?);
             sessions.insert(key.clone(), next);
             if is_changed.insert(key.clone()) {
                 changed.push(key.clone());
@@ -179,9 +187,23 @@ async fn run_batch(
         .iter()
         .filter_map(|k| Some((k, sessions.get(k)?)))
         .collect();
-    sqlite_put_many(&mut tx, &rows).await?;
-    insert_usage_many_sqlite(&mut tx, &history).await?;
-    tx.commit().await?;
+    // The sessions' upsert, the usage history rows and the COMMIT go as one query.
+    let mut statements = Vec::new();
+    if !rows.is_empty() {
+        statements.push(sqlite_put_many_sql(rows.len()));
+    }
+    let usage = history.chunks(USAGE_ROWS_PER_INSERT);
+    statements.extend(usage.clone().map(|chunk| usage_insert_sql(chunk.len())));
+    statements.push("COMMIT".into());
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statements.join("; ")));
+    if !rows.is_empty() {
+        query = bind_puts(query, &rows);
+    }
+    for chunk in usage {
+        query = bind_usage_rows(query, chunk);
+    }
+    query.execute(&mut *tx).await?;
+    conn.committed();
     Ok(answers)
 }
 
