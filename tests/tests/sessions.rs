@@ -413,24 +413,27 @@ fn check_runs_the_shipped_scenarios_and_reports_mismatches() {
     assert!(err.contains("matches no file"), "{err}");
 }
 
+/// What a test's step closure fails with: its own refusal, or the store's error (as
+/// text) when the store could not run or store the step.
+#[derive(Debug, PartialEq)]
+enum Refused {
+    Mine,
+    Store(String),
+}
+
+impl From<warden_server::store::StoreError> for Refused {
+    fn from(e: warden_server::store::StoreError) -> Self {
+        Refused::Store(e.to_string())
+    }
+}
+
 /// Many session steps at once, through one store (on SQLite: batched on its step
 /// writer): every step that stored its state is counted, two sessions never mix, a step
 /// whose closure refuses stores nothing and fails alone, and the store keeps working
 /// after a closure panicked.
 async fn concurrent_steps_lose_nothing(kind: Backend) {
     use warden_server::session::SessionState;
-    use warden_server::store::{SessionKey, StoreError};
-
-    #[derive(Debug)]
-    enum Refused {
-        Mine,
-        Store(String),
-    }
-    impl From<StoreError> for Refused {
-        fn from(e: StoreError) -> Self {
-            Refused::Store(e.to_string())
-        }
-    }
+    use warden_server::store::SessionKey;
 
     let db = TestDb::of(kind).await;
     let store = warden_tests::store(&db).await;
@@ -546,18 +549,8 @@ both_backends!(
 /// behind, not even a new session's placeholder (PostgreSQL).
 async fn chained_steps_run_in_order_and_stop_at_a_refusal(kind: Backend) {
     use warden_server::session::SessionState;
-    use warden_server::store::{SessionKey, StepChain, StoreError};
+    use warden_server::store::{SessionKey, StepChain};
 
-    #[derive(Debug, PartialEq)]
-    enum Refused {
-        Mine,
-        Store(String),
-    }
-    impl From<StoreError> for Refused {
-        fn from(e: StoreError) -> Self {
-            Refused::Store(e.to_string())
-        }
-    }
     type Seen = Result<
         (
             SessionState,
