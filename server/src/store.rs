@@ -21,7 +21,9 @@ pub use approvals::{
 };
 pub use budgets::{AdmissionPlan, Admitted, BudgetRow, Charge, Refusal, Refused, UsageRow};
 pub use rate_limits::{BucketRow, Take};
-pub use sessions::{ChainRan, Chained, SessionKey, Settlement, StepChain};
+pub use sessions::{
+    AdmitRecorder, ChainRan, Chained, SessionKey, SettleRecorder, Settlement, StepChain,
+};
 
 use std::time::Duration;
 

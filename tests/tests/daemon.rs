@@ -922,3 +922,165 @@ async fn closed_log_pipe_does_not_crash_the_daemon() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Allows and deploys need approval; `rm -rf` is denied but a break-glass grant could
+/// lift it. On SQLite an allowed action's record commits in its session step's
+/// transaction, while the other two go through the audit writer after it.
+const MIXED_POLICY: &str = r#"version: 1
+name: mixed-writers
+default: allow
+rules:
+  - id: deploy-needs-approval
+    decision: require_approval
+    reason: deploys need a human
+    match: { channel: exec, tool: deploy }
+  - id: no-rm-rf
+    decision: deny
+    reason: recursive deletes are refused
+    match: { channel: exec, command: "rm -rf *" }
+"#;
+
+/// Records made in the session steps' transactions and records made by the audit
+/// writer, at once on many sessions, build one chain: every answer names the record it
+/// was answered with (same seq, hash, kind and verdict), no two answers share a
+/// record, every decision and report in the log was answered, and the chain verifies.
+async fn records_from_steps_and_the_audit_writer_build_one_chain(kind: Backend) {
+    let db = TestDb::of(kind).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, MIXED_POLICY).unwrap();
+    let daemon = Daemon::start(&db.url, &["--policy", policy.to_str().unwrap()]);
+    let channel = daemon.channel().await;
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let channel = channel.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = warden_proto::v1::decisions_client::DecisionsClient::new(channel);
+            let session = format!("mixed-{worker}");
+            let echo = |i: usize| exec_action(&session, &["echo", &i.to_string()]);
+            let deploy = exec_action(&session, &["deploy", "prod"]);
+            // (seq, hash, kind, verdict) of every answer.
+            let mut answered: Vec<(u64, String, &'static str, String)> = Vec::new();
+            let mut last_allowed = 0;
+            for i in 0..40 {
+                let action = match i % 4 {
+                    0 => echo(i),
+                    1 => deploy.clone(),
+                    2 => exec_action(&session, &["rm", "-rf", "/tmp/x"]),
+                    _ => {
+                        // A report with follow-ups: one the step can record, and
+                        // every other time one that needs the approvals gate too.
+                        let mut then_evaluate = vec![echo(i)];
+                        if i % 8 == 7 {
+                            then_evaluate.push(deploy.clone());
+                        }
+                        let r = client
+                            .report(ReportRequest {
+                                action: Some(echo(i - 3)),
+                                decision_seq: last_allowed,
+                                result: Some(ResultMeta {
+                                    exit_code: Some(0),
+                                    bytes: 10,
+                                    ..Default::default()
+                                }),
+                                then_evaluate,
+                            })
+                            .await
+                            .expect("report")
+                            .into_inner();
+                        let id = r.id.expect("report id");
+                        answered.push((id.seq, id.hash, "report", String::new()));
+                        for d in r.decisions {
+                            let id = d.id.clone().expect("decision id");
+                            answered.push((id.seq, id.hash, "evaluate", verdict_name(&d)));
+                        }
+                        continue;
+                    }
+                };
+                let d = evaluate(&mut client, action).await;
+                let id = d.id.clone().expect("decision id");
+                if d.verdict() == Verdict::Allow {
+                    last_allowed = id.seq;
+                }
+                answered.push((id.seq, id.hash, "evaluate", verdict_name(&d)));
+            }
+            answered
+        }));
+    }
+    let mut answered = Vec::new();
+    for t in tasks {
+        answered.extend(t.await.unwrap());
+    }
+    // 8 workers x (30 decisions + 10 reports with 15 follow-ups).
+    assert_eq!(answered.len(), 8 * (30 + 10 + 15));
+    let verdicts: std::collections::HashSet<_> = answered.iter().map(|a| a.3.as_str()).collect();
+    for v in ["allow", "require_approval", "deny"] {
+        assert!(verdicts.contains(v), "no {v} among {verdicts:?}");
+    }
+
+    let mut audit = AuditClient::new(daemon.channel().await);
+    let mut records = std::collections::BTreeMap::new();
+    let mut after_seq = 0;
+    loop {
+        let page = audit
+            .query(AuditQueryRequest {
+                after_seq,
+                limit: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
+        let Some(last) = page.last() else { break };
+        after_seq = last.seq;
+        records.extend(page.into_iter().map(|r| (r.seq, r)));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (seq, hash, kind, verdict) in &answered {
+        assert!(seen.insert(*seq), "two answers name record {seq}");
+        let record = records
+            .get(seq)
+            .unwrap_or_else(|| panic!("answered record {seq} is not in the log"));
+        assert_eq!(&record.hash, hash, "record {seq}");
+        assert_eq!(record.kind, *kind, "record {seq}");
+        if *kind == "evaluate" {
+            assert_eq!(&record.verdict, verdict, "record {seq}");
+        }
+    }
+    let unanswered: Vec<_> = records
+        .values()
+        .filter(|r| (r.kind == "evaluate" || r.kind == "report") && !seen.contains(&r.seq))
+        .map(|r| r.seq)
+        .collect();
+    assert!(
+        unanswered.is_empty(),
+        "records never answered: {unanswered:?}"
+    );
+    let verify = audit
+        .verify(AuditVerifyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verify.ok, "{}", verify.problem);
+    assert_eq!(verify.records as usize, records.len());
+
+    assert!(daemon.stop().success());
+    db.drop_pg().await;
+}
+both_backends!(
+    records_from_steps_and_the_audit_writer_build_one_chain,
+    super::records_from_steps_and_the_audit_writer_build_one_chain
+);
+
+/// A decision's verdict as the audit log spells it.
+fn verdict_name(d: &warden_proto::v1::Decision) -> String {
+    match d.verdict() {
+        Verdict::Allow => "allow",
+        Verdict::AllowWithRedaction => "allow_with_redaction",
+        Verdict::RequireApproval => "require_approval",
+        Verdict::Deny => "deny",
+        other => panic!("unexpected verdict {other:?}"),
+    }
+    .into()
+}

@@ -48,6 +48,23 @@ pub(crate) struct Gated {
     pub(crate) break_glass_id: String,
 }
 
+/// What [`gate`] makes of `outcome` when it has nothing to look up: the outcome as it
+/// is. `None` when a break-glass grant could lift it or it asks for approval; only
+/// [`gate`] can answer then.
+pub(crate) fn ungated(outcome: &Outcome) -> Option<Gated> {
+    (outcome.under_break_glass().is_none() && outcome.verdict != Verdict::RequireApproval)
+        .then(|| as_decided(outcome))
+}
+
+fn as_decided(outcome: &Outcome) -> Gated {
+    Gated {
+        verdict: outcome.verdict,
+        reason: outcome.reason.clone(),
+        approval_id: String::new(),
+        break_glass_id: String::new(),
+    }
+}
+
 /// Applies break-glass grants and approvals to a policy outcome:
 ///
 /// 1. A refusal (deny, require_approval) in the scope of an active break-glass grant
@@ -64,12 +81,10 @@ pub(crate) async fn gate(
     outcome: &Outcome,
     now: i64,
 ) -> Result<Gated, ApiError> {
-    let mut gated = Gated {
-        verdict: outcome.verdict,
-        reason: outcome.reason.clone(),
-        approval_id: String::new(),
-        break_glass_id: String::new(),
-    };
+    if let Some(gated) = ungated(outcome) {
+        return Ok(gated);
+    }
+    let mut gated = as_decided(outcome);
     if let Some(lifted) = outcome.under_break_glass()
         && let Some(grant) = shared
             .store

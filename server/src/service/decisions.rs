@@ -10,15 +10,14 @@ use warden_proto::v1::{
     NeverAllowedResponse, ReportRequest, ReportResponse, decisions_server::Decisions,
 };
 
-use super::budgets;
-use super::{Shared, now_us};
+use super::{Shared, approvals, budgets, now_us};
 use crate::audit::{Committed, KIND_EVALUATE, RecordBody};
 use crate::error::ApiError;
 use crate::normalize::{self, NormalizedAction};
 use crate::policy::Verdict;
 use crate::redact;
 use crate::session::{self, Escalation, SessionState, Zone};
-use crate::store::SessionKey;
+use crate::store::{AdmitRecorder, SessionKey, StepChain};
 
 /// Most tool names one NeverAllowed request may ask about.
 const MAX_NEVER_ALLOWED_TOOLS: usize = 4096;
@@ -36,45 +35,37 @@ impl DecisionsService {
         let arrived = std::time::Instant::now();
         // 1. Normalize once; nothing after this is sloppy.
         let action = normalize::normalize(req.action.as_ref())?;
-        let (body, decided) = self.decide(action, arrived).await?;
-        // 6. Audit; the decision exists only once its record is committed.
-        let committed = self.shared.audit.append(body).await?;
-        Ok(self.answer(decided, committed).await)
-    }
-
-    /// Steps 2-5 of an Evaluate: everything up to its audit record, which the caller
-    /// commits (alone, or with a report and its other follow-ups) before [`answer`].
-    ///
-    /// [`answer`]: DecisionsService::answer
-    async fn decide(
-        &self,
-        action: NormalizedAction,
-        arrived: std::time::Instant,
-    ) -> Result<(RecordBody, Decided), ApiError> {
         // 2. Snapshot the live policy: this request finishes on it even if a reload lands.
         let deciding = Deciding::new(action, self.shared.policy.current(), arrived)?;
-        // 3. Under the session's lock: load its state, decide, store the next state.
-        let stepped = self
-            .shared
-            .store
-            .session_step_admit(&session_key(&deciding.action), self.decide_step(&deciding))
-            .await;
-        self.decided(deciding, stepped).await
+        // 3. Under the session's lock: load its state, decide, store the next state (on
+        //    SQLite with the decision's record, when the step could build it).
+        let mut chain = StepChain::new(session_key(&deciding.action));
+        let step = chain.admit_recorded(self.decide_step(&deciding));
+        let stepped = self.shared.store.session_steps(chain).await;
+        let recorded = stepped.as_ref().ok().and_then(|ran| step.recorded(ran));
+        let stepped = stepped
+            .map_err(ApiError::from)
+            .and_then(|mut ran| step.admitted(&mut ran));
+        let (body, decided) = self.decided(deciding, stepped).await?;
+        // 6. Audit; the decision exists only once its record is committed.
+        let committed = match recorded {
+            Some(committed) => committed,
+            None => self.shared.audit.append(body).await?,
+        };
+        Ok(self.answer(decided, committed).await)
     }
 
     /// Step 3 of an Evaluate, to run under the session's lock (on SQLite on the store's
     /// step writer, so it owns what it reads): zone triggers fire before the rules, so
     /// the action is judged in the zone it brings the session into, and an action the
-    /// policy lets run is admitted in the same transaction.
+    /// policy lets run is admitted in the same transaction. When nothing but admission
+    /// can change the verdict (no break-glass grant could lift it, no approval is
+    /// asked), it also hands back the recorder that builds the decision's record there
+    /// ([`StepChain::admit_recorded`]).
     fn decide_step(
         &self,
         deciding: &Deciding,
-    ) -> impl FnOnce(
-        Option<SessionState>,
-    )
-        -> Result<(SessionState, Judged, Option<crate::store::AdmissionPlan>), ApiError>
-    + Send
-    + 'static {
+    ) -> impl FnOnce(Option<SessionState>) -> Result<Stepped, ApiError> + Send + 'static {
         let (policy, action, now) = (
             deciding.policy.clone(),
             deciding.action.clone(),
@@ -101,6 +92,36 @@ impl DecisionsService {
                 limits::Prepared::Refused(refusal) => (None, Some(refusal)),
                 limits::Prepared::Nothing => (None, None),
             };
+            let recorder = approvals::ungated(&j.outcome).map(|gated| {
+                let made = Made {
+                    action: action.clone(),
+                    policy: policy.clone(),
+                    now,
+                    zone,
+                    escalations: j.escalations.clone(),
+                };
+                let rule_ids = j.outcome.matched_rules.clone();
+                let fast = fast_refusal
+                    .as_ref()
+                    .and_then(|a| a.refusal.as_ref())
+                    .map(|r| (r.rule.clone(), r.reason.clone()));
+                let (budget_ids, limit_ids) = (j.budgets.clone(), j.rate_limits.clone());
+                Box::new(move |admitted: Option<&Result<_, _>>| {
+                    let refused = match (admitted, fast) {
+                        (Some(result), _) => limits::refusal(
+                            &picked(made.policy.rate_limits(), &limit_ids),
+                            &picked(made.policy.budgets(), &budget_ids),
+                            result,
+                        )
+                        .map(|r| (r.rule, r.reason)),
+                        (None, fast) => fast,
+                    };
+                    let mut gated = gated;
+                    let mut rule_ids = rule_ids;
+                    let reason = refuse(&mut gated, &mut rule_ids, refused, &made.escalations);
+                    Some(made.record(&gated, rule_ids, reason))
+                }) as AdmitRecorder
+            });
             let judged = Judged {
                 outcome: j.outcome,
                 escalations: j.escalations,
@@ -111,7 +132,7 @@ impl DecisionsService {
                 plan: plan.clone(),
                 fast_refusal,
             };
-            Ok((j.next, judged, plan))
+            Ok((j.next, judged, plan, recorder))
         }
     }
 
@@ -150,8 +171,7 @@ impl DecisionsService {
         let budgets = picked(policy.budgets(), &budgets);
         let rate_limits = picked(policy.rate_limits(), &rate_limits);
         // 4. Break-glass grants and approvals may change a refusal (see `gate`).
-        let mut gated =
-            super::approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
+        let mut gated = approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
         // 5b. What admission decided; a refusal the gate lifted is admitted now, on its
         //     own. An empty bucket or a spent hard budget refuses the action.
         let mut rule_ids = outcome.matched_rules.clone();
@@ -174,24 +194,20 @@ impl DecisionsService {
             }
             _ => limits::Admission::default(),
         };
-        if let Some(refusal) = &admission.refusal {
-            gated.verdict = Verdict::Deny;
-            gated.reason = refusal.reason.clone();
-            rule_ids = vec![refusal.rule.clone()];
-        }
-        let reason = explain(&gated.reason, &escalations);
-        let body = RecordBody {
-            time_us: now,
-            kind: KIND_EVALUATE.into(),
-            verdict: gated.verdict.as_str().into(),
-            rule_ids: rule_ids.clone(),
-            reason: reason.clone(),
-            policy_version: policy.version().into(),
-            zone: zone.as_str().into(),
-            approval_id: gated.approval_id.clone(),
-            break_glass_id: gated.break_glass_id.clone(),
-            ..identity_body(&action)
+        let refused = admission
+            .refusal
+            .as_ref()
+            .map(|r| (r.rule.clone(), r.reason.clone()));
+        let reason = refuse(&mut gated, &mut rule_ids, refused, &escalations);
+        let made = Made {
+            action,
+            policy,
+            now,
+            zone,
+            escalations,
         };
+        let body = made.record(&gated, rule_ids.clone(), reason.clone());
+        let Made { action, policy, .. } = made;
         let decided = Decided {
             action,
             policy,
@@ -369,6 +385,56 @@ impl Deciding {
     }
 }
 
+/// What an Evaluate's record is made of besides its verdict: the same wherever the
+/// record is built (the step writer's thread, or [`DecisionsService::decided`]).
+struct Made {
+    action: std::sync::Arc<NormalizedAction>,
+    policy: std::sync::Arc<crate::policy::Policy>,
+    now: i64,
+    zone: Zone,
+    escalations: Vec<Escalation>,
+}
+
+impl Made {
+    /// The decision's audit record, once the gate and admission have had their say.
+    fn record(
+        &self,
+        gated: &super::approvals::Gated,
+        rule_ids: Vec<String>,
+        reason: String,
+    ) -> RecordBody {
+        RecordBody {
+            time_us: self.now,
+            kind: KIND_EVALUATE.into(),
+            verdict: gated.verdict.as_str().into(),
+            rule_ids,
+            reason,
+            policy_version: self.policy.version().into(),
+            zone: self.zone.as_str().into(),
+            approval_id: gated.approval_id.clone(),
+            break_glass_id: gated.break_glass_id.clone(),
+            ..identity_body(&self.action)
+        }
+    }
+}
+
+/// Applies a limit's refusal (`rule`, `reason`) to what the gate made of the outcome:
+/// a refused action is denied by that limit alone. Returns the decision's reason, with
+/// the session's escalations.
+fn refuse(
+    gated: &mut super::approvals::Gated,
+    rule_ids: &mut Vec<String>,
+    refused: Option<(String, String)>,
+    escalations: &[Escalation],
+) -> String {
+    if let Some((rule, reason)) = refused {
+        gated.verdict = Verdict::Deny;
+        gated.reason = reason;
+        *rule_ids = vec![rule];
+    }
+    explain(&gated.reason, escalations)
+}
+
 /// An Evaluate decided, its record not yet committed ([`DecisionsService::decide`]):
 /// what answering it needs.
 struct Decided {
@@ -384,6 +450,15 @@ struct Decided {
     now: i64,
     arrived: std::time::Instant,
 }
+
+/// What an Evaluate's session step hands back: the state to store, what it found, the
+/// admission to run and the recorder of its record.
+type Stepped = (
+    SessionState,
+    Judged,
+    Option<crate::store::AdmissionPlan>,
+    Option<AdmitRecorder>,
+);
 
 /// What the session step of an Evaluate found.
 struct Judged {

@@ -11,10 +11,11 @@ use sqlx::{PgConnection, SqliteConnection};
 use super::budgets::{
     admit_on_pg, admit_on_sqlite, commit_if_admitted, in_lock_order, settle_on_pg, settle_on_sqlite,
 };
-use super::steps::StepFn;
+use super::steps::{RecordFn, StepFn};
 use super::{
     AdmissionPlan, Admitted, Backend, BudgetRow, Charge, Refused, Store, StoreError, UsageRow,
 };
+use crate::audit::{Committed, RecordBody};
 use crate::session::{SessionState, Zone};
 
 /// Identifies a session.
@@ -154,10 +155,29 @@ pub struct Settlement {
 pub struct StepChain {
     key: SessionKey,
     steps: Vec<StepFn>,
+    /// A step may hand back a recorder: on SQLite the batch then commits durably.
+    records: bool,
 }
 
 /// What each step of a chain did, as [`Store::session_steps`] returns it.
-pub struct ChainRan(Vec<Option<FollowedUp>>);
+pub struct ChainRan(Vec<StepRan>);
+
+/// What one step of a chain did: its follow-up's result, and where its audit record
+/// went in the chain when the step's own transaction committed it.
+#[derive(Default)]
+pub(super) struct StepRan {
+    pub(super) followed: Option<FollowedUp>,
+    pub(super) committed: Option<Committed>,
+}
+
+/// Builds an admitting step's audit record from what its admission decided (`None`:
+/// it had none), on the thread that runs the step's transaction; `None` back: the
+/// record needs more than that thread can do, and the caller appends it itself.
+pub type AdmitRecorder =
+    Box<dyn FnOnce(Option<&Result<Admitted, Refused>>) -> Option<RecordBody> + Send>;
+
+/// Builds a report step's audit record, as [`AdmitRecorder`] does for an action.
+pub type SettleRecorder = Box<dyn FnOnce() -> Option<RecordBody> + Send>;
 
 /// A step added to a [`StepChain`]: where its caller's value comes back.
 pub struct Chained<T, E> {
@@ -170,6 +190,7 @@ impl StepChain {
         StepChain {
             key,
             steps: Vec::new(),
+            records: false,
         }
     }
 
@@ -184,8 +205,51 @@ impl StepChain {
         T: Send + 'static,
         E: Send + 'static,
     {
+        let records = self.records;
+        let chained = self.admit_recorded(move |stored| {
+            step(stored).map(|(next, v, plan)| (next, v, plan, None))
+        });
+        self.records = records;
+        chained
+    }
+
+    /// [`StepChain::admit`] whose step may also hand back its audit record's
+    /// [`AdmitRecorder`]. On SQLite, when every step of the chain that ran did so and
+    /// each recorder built its record, the records are appended to the audit chain in
+    /// the steps' own transaction, which then commits durably: one transaction per
+    /// decision instead of two. [`Chained::recorded`] tells the caller where its record
+    /// went; without it (PostgreSQL, or a recorder that declined), the caller appends
+    /// the record itself.
+    pub fn admit_recorded<T, E>(
+        &mut self,
+        step: impl FnOnce(
+            Option<SessionState>,
+        ) -> Result<
+            (
+                SessionState,
+                T,
+                Option<AdmissionPlan>,
+                Option<AdmitRecorder>,
+            ),
+            E,
+        > + Send
+        + 'static,
+    ) -> Chained<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.records = true;
         self.push(move |stored| {
-            step(stored).map(|(next, v, plan)| (next, v, plan.map(FollowUp::Admit)))
+            step(stored).map(|(next, v, plan, recorder)| {
+                let recorder = recorder.map(|record| -> RecordFn {
+                    Box::new(move |followed| match followed {
+                        Some(FollowedUp::Admitted(result)) => record(Some(result)),
+                        _ => record(None),
+                    })
+                });
+                (next, v, plan.map(FollowUp::Admit), recorder)
+            })
         })
     }
 
@@ -200,8 +264,35 @@ impl StepChain {
         T: Send + 'static,
         E: Send + 'static,
     {
+        let records = self.records;
+        let chained = self.settle_recorded(move |stored| {
+            step(stored).map(|(next, v, settle)| (next, v, settle, None))
+        });
+        self.records = records;
+        chained
+    }
+
+    /// [`StepChain::settle`] whose step may also hand back its record's
+    /// [`SettleRecorder`], as [`StepChain::admit_recorded`].
+    pub fn settle_recorded<T, E>(
+        &mut self,
+        step: impl FnOnce(
+            Option<SessionState>,
+        )
+            -> Result<(SessionState, T, Option<Settlement>, Option<SettleRecorder>), E>
+        + Send
+        + 'static,
+    ) -> Chained<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.records = true;
         self.push(move |stored| {
-            step(stored).map(|(next, v, settle)| (next, v, settle.map(FollowUp::Settle)))
+            step(stored).map(|(next, v, settle, recorder)| {
+                let recorder = recorder.map(|record| -> RecordFn { Box::new(move |_| record()) });
+                (next, v, settle.map(FollowUp::Settle), recorder)
+            })
         })
     }
 
@@ -209,7 +300,9 @@ impl StepChain {
     /// its value or error comes back on its own channel.
     fn push<T, E>(
         &mut self,
-        step: impl FnOnce(Option<SessionState>) -> Result<(SessionState, T, Option<FollowUp>), E>
+        step: impl FnOnce(
+            Option<SessionState>,
+        ) -> Result<(SessionState, T, Option<FollowUp>, Option<RecordFn>), E>
         + Send
         + 'static,
     ) -> Chained<T, E>
@@ -219,9 +312,9 @@ impl StepChain {
     {
         let (sent, kept) = tokio::sync::oneshot::channel();
         self.steps.push(Box::new(move |stored| match step(stored) {
-            Ok((next, value, follow)) => {
+            Ok((next, value, follow, recorder)) => {
                 let _ = sent.send(Ok(value));
-                Some((next, follow))
+                Some((next, follow, recorder))
             }
             Err(e) => {
                 let _ = sent.send(Err(e));
@@ -236,6 +329,12 @@ impl StepChain {
 }
 
 impl<T, E: From<StoreError>> Chained<T, E> {
+    /// Where the step's audit record went, when its own transaction committed it (see
+    /// [`StepChain::admit_recorded`]); `None`: the caller appends it.
+    pub fn recorded(&self, ran: &ChainRan) -> Option<Committed> {
+        ran.0.get(self.index).and_then(|r| r.committed.clone())
+    }
+
     /// The step's value and what its admission decided, once its chain has run.
     pub fn admitted(self, ran: &mut ChainRan) -> Result<(T, Option<Result<Admitted, Refused>>), E> {
         let (value, done) = self.take(ran)?;
@@ -265,7 +364,10 @@ impl<T, E: From<StoreError>> Chained<T, E> {
     /// step before it refused) or died inside the writer.
     fn take(mut self, ran: &mut ChainRan) -> Result<(T, Option<FollowedUp>), E> {
         match self.kept.try_recv() {
-            Ok(Ok(value)) => Ok((value, ran.0.get_mut(self.index).and_then(Option::take))),
+            Ok(Ok(value)) => Ok((
+                value,
+                ran.0.get_mut(self.index).and_then(|r| r.followed.take()),
+            )),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Failed(
                 "the session step was not run (a step before it refused, or it failed \
@@ -362,10 +464,16 @@ impl Store {
     /// refuses stores nothing and the steps after it are not run; the steps before it
     /// are stored. Each step's value comes back through its [`Chained`].
     pub async fn session_steps(&self, chain: StepChain) -> Result<ChainRan, StoreError> {
-        let StepChain { key, steps } = chain;
+        let StepChain {
+            key,
+            steps,
+            records,
+        } = chain;
         match &self.backend {
             // On the store's step writer, batched with other steps.
-            Backend::Sqlite(_) => Ok(ChainRan(self.step_writer().await?.steps(key, steps).await?)),
+            Backend::Sqlite(_) => Ok(ChainRan(
+                self.step_writer().await?.steps(key, steps, records).await?,
+            )),
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin_with(super::PG_BEGIN_DEFERRED).await?;
                 let mut current = pg_get(&mut tx, &key, true).await?;
@@ -381,16 +489,19 @@ impl Store {
                 for step in steps {
                     // After a refusal the rest is dropped unrun.
                     if refused {
-                        done.push(None);
+                        done.push(StepRan::default());
                         continue;
                     }
-                    let Some((next, follow)) = step(current.clone()) else {
+                    // A recorder is not run here: on PostgreSQL the record goes through
+                    // the audit writer (its group commit shares the chain head's lock
+                    // with the other replicas), so the caller appends it.
+                    let Some((next, follow, _recorder)) = step(current.clone()) else {
                         refused = true;
-                        done.push(None);
+                        done.push(StepRan::default());
                         continue;
                     };
                     pg_put(&mut tx, &key, &next).await?;
-                    done.push(match follow {
+                    let followed = match follow {
                         None => None,
                         Some(FollowUp::Admit(plan)) => Some(FollowedUp::Admitted({
                             let mut sp = sqlx::Connection::begin(&mut *tx).await?;
@@ -406,6 +517,10 @@ impl Store {
                             )
                             .await?,
                         )),
+                    };
+                    done.push(StepRan {
+                        followed,
+                        committed: None,
                     });
                     current = Some(next);
                     stored = true;
@@ -447,34 +562,52 @@ pub(super) async fn sqlite_get(
     row.as_ref().map(state).transpose()
 }
 
-/// Opens a `BEGIN IMMEDIATE` transaction and reads the stored rows of `keys`
-/// (placeholders included; a key without a row is absent), in one query: one round
-/// trip to SQLite's worker thread. The caller must end the transaction by SQL, or
-/// close the connection.
+/// Opens a `BEGIN IMMEDIATE` transaction and reads the audit chain's head and the
+/// stored rows of `keys` (placeholders included; a key without a row is absent), in
+/// one query: one round trip to SQLite's worker thread. The transaction's commit is
+/// durable (`synchronous=FULL`) when `durable`, for a batch that may append audit
+/// records, and deferred (`NORMAL`) otherwise. The caller must end the transaction by
+/// SQL, or close the connection.
 pub(super) async fn sqlite_begin_get_many(
     conn: &mut SqliteConnection,
+    durable: bool,
     keys: &[&SessionKey],
-) -> Result<HashMap<SessionKey, SessionState>, StoreError> {
-    if keys.is_empty() {
-        sqlx::raw_sql("BEGIN IMMEDIATE").execute(conn).await?;
-        return Ok(HashMap::new());
-    }
-    let sql = format!(
-        concat!(
-            "BEGIN IMMEDIATE; SELECT tenant, agent, session, ",
-            session_columns!(),
-            " FROM sessions WHERE (tenant, agent, session) IN (VALUES {})"
-        ),
-        vec!["(?, ?, ?)"; keys.len()].join(", ")
+) -> Result<(Committed, HashMap<SessionKey, SessionState>), StoreError> {
+    // SQLite refuses to change the safety level inside a transaction, hence before it.
+    let begin = format!(
+        "PRAGMA synchronous = {}; BEGIN IMMEDIATE; SELECT seq, hash FROM audit_head WHERE id = 1",
+        if durable { "FULL" } else { "NORMAL" }
     );
+    let sql = if keys.is_empty() {
+        begin
+    } else {
+        format!(
+            concat!(
+                "{}; SELECT tenant, agent, session, ",
+                session_columns!(),
+                " FROM sessions WHERE (tenant, agent, session) IN (VALUES {})"
+            ),
+            begin,
+            vec!["(?, ?, ?)"; keys.len()].join(", ")
+        )
+    };
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for key in keys {
         query = bind_key!(query, key);
     }
     let rows = query.fetch_all(conn).await?;
-    rows.iter()
+    use sqlx::Row as _;
+    // The head's row comes first (the table always holds it), then the sessions'.
+    let (head, sessions) = rows
+        .split_first()
+        .ok_or_else(|| StoreError::Corrupt("the audit head row is missing".into()))?;
+    let head = Committed {
+        seq: head.try_get::<i64, _>("seq")? as u64,
+        hash: head.try_get("hash")?,
+    };
+    let sessions = sessions
+        .iter()
         .map(|row| {
-            use sqlx::Row as _;
             let key = SessionKey {
                 tenant: row.try_get("tenant")?,
                 agent: row.try_get("agent")?,
@@ -482,7 +615,8 @@ pub(super) async fn sqlite_begin_get_many(
             };
             Ok((key, state(row)?))
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    Ok((head, sessions))
 }
 
 /// One upsert of `rows` sessions that keeps the larger zone and the first close, as

@@ -133,7 +133,16 @@ impl Drop for ClosedUnlessCommitted {
 }
 
 /// Rows per multi-row INSERT: 32 x 19 = 608 parameters, well under SQLite's limit.
-const CHUNK: usize = 32;
+pub(super) const CHUNK: usize = 32;
+
+/// Moves the chain head (two parameters: seq, hash).
+pub(super) const MOVE_HEAD: &str = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1";
+
+/// `INSERT INTO audit_log … VALUES` with `rows` (1 ..= [`CHUNK`]) rows; bind each with
+/// [`bind_row`].
+pub(super) fn audit_insert_sql(rows: usize) -> Arc<str> {
+    MULTI_ROW_INSERTS[rows.clamp(1, CHUNK) - 1].clone()
+}
 
 /// `INSERT INTO audit_log … VALUES` with 1 ..= CHUNK rows, at index rows - 1.
 static MULTI_ROW_INSERTS: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| inserts(""));
@@ -141,7 +150,7 @@ static MULTI_ROW_INSERTS: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| inserts("")
 /// The same, each followed by the head's update (two more parameters: seq, hash) and the
 /// `COMMIT`: a batch's last statement.
 static FINISHING_INSERTS: LazyLock<Vec<Arc<str>>> =
-    LazyLock::new(|| inserts("; UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1; COMMIT"));
+    LazyLock::new(|| inserts(&format!("; {MOVE_HEAD}; COMMIT")));
 
 fn inserts(then: &str) -> Vec<Arc<str>> {
     let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -160,7 +169,7 @@ fn inserts(then: &str) -> Vec<Arc<str>> {
 pub(super) type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// Binds one record's 19 columns, in [`audit_columns!`] order.
-fn bind_row<'q>(
+pub(super) fn bind_row<'q>(
     query: SqliteQuery<'q>,
     r: &'q NewRecord,
     (seq, prev, hash): &'q (u64, String, String),

@@ -10,11 +10,11 @@
 //! daemon's ceiling under load. Here a batch pays the `BEGIN` and the `COMMIT` once,
 //! and its steps run back to back on a thread that does nothing else. Without
 //! admissions or settlements a batch is two queries: `BEGIN IMMEDIATE` with the read
-//! of all its sessions, then the upsert of those it changed, the usage history rows
-//! and the `COMMIT`. Each follow-up adds its own statements. The transaction is opened
-//! and ended by SQL rather than by sqlx, so the connection is held in
-//! `ClosedUnlessCommitted`: a batch that fails closes it (SQLite rolls back), and
-//! an admission's savepoint is issued by hand.
+//! of the audit chain's head and of all its sessions, then the upsert of those it
+//! changed, the usage history rows, the audit records and the `COMMIT`. Each follow-up
+//! adds its own statements. The transaction is opened and ended by SQL rather than by
+//! sqlx, so the connection is held in `ClosedUnlessCommitted`: a batch that fails
+//! closes it (SQLite rolls back), and an admission's savepoint is issued by hand.
 //!
 //! A step's closure runs on this thread, in batch order, and sees every earlier step of
 //! the batch (same transaction): two steps of one session in one batch take turns as
@@ -22,9 +22,23 @@
 //! (a report and the actions it led to); they run back to back in its order. A closure
 //! that refuses (returns its error) writes nothing, and the steps after it in its chain
 //! are not run. A database error fails the whole batch: it rolls back and every step in it
-//! gets the error, so no caller acts on a step that was not stored. Commits are
-//! deferred (`synchronous=NORMAL`) exactly as before: the audit append each caller
-//! makes before it answers is the durable one (see `Store::begin_sqlite_deferred`).
+//! gets the error, so no caller acts on a step that was not stored.
+//!
+//! **Records in the step's transaction.** A step may hand back a recorder, which builds
+//! its audit record here once its follow-up ran (`StepChain::admit_recorded`). When
+//! every step of a chain that ran has one and each built its record, the chain's
+//! records are appended to the audit chain in this same transaction (the head was read
+//! in its `BEGIN IMMEDIATE`, which holds the write lock) and the batch commits durably
+//! (`synchronous=FULL`): a decision costs one transaction and one sync instead of a
+//! step transaction and then an audit writer's. A chain whose records cannot all be
+//! built here (a break-glass grant or an approval may change its verdict, which needs
+//! the database outside this transaction) appends none: its caller appends them
+//! through the audit writer, after the batch, as before. SQLite sets the safety level
+//! only outside a transaction, so a batch is durable when any of its chains may record
+//! (every Evaluate and Report does); a batch of steps that never record (opening or
+//! closing a session) commits deferred (`synchronous=NORMAL`), and the audit append
+//! each such caller makes before it answers is the durable one (see
+//! `Store::begin_sqlite_deferred`).
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -32,14 +46,15 @@ use std::panic::AssertUnwindSafe;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
 use super::budgets::{USAGE_ROWS_PER_INSERT, bind_usage_rows, usage_insert_sql};
 use super::gate::WriteGate;
 use super::sessions::{
-    FollowUp, FollowedUp, SessionKey, bind_puts, sqlite_begin_get_many, sqlite_follow_up,
+    FollowUp, FollowedUp, SessionKey, StepRan, bind_puts, sqlite_begin_get_many, sqlite_follow_up,
     sqlite_put_many_sql,
 };
-use super::sqlite::ClosedUnlessCommitted;
+use super::sqlite::{self, ClosedUnlessCommitted};
+use super::{NewRecord, StoreError, chain, committed, head_after};
+use crate::audit::RecordBody;
 use crate::session::SessionState;
 
 /// Most steps run in one transaction.
@@ -47,14 +62,22 @@ const MAX_BATCH: usize = 256;
 /// Steps that may wait for the writer before callers feel back-pressure.
 const QUEUE_CAPACITY: usize = 16_384;
 
-/// A type-erased step: the stored state in, the state to store and the follow-up out,
-/// or `None` when the caller's closure refused (it has kept its own error).
-pub(super) type StepFn =
-    Box<dyn FnOnce(Option<SessionState>) -> Option<(SessionState, Option<FollowUp>)> + Send>;
+/// A type-erased step: the stored state in; the state to store, the follow-up and the
+/// step's recorder out, or `None` when the caller's closure refused (it has kept its
+/// own error).
+pub(super) type StepFn = Box<
+    dyn FnOnce(Option<SessionState>) -> Option<(SessionState, Option<FollowUp>, Option<RecordFn>)>
+        + Send,
+>;
 
-/// What the writer answers a chain: for each step, what its follow-up did, or nothing
-/// (no follow-up, the closure refused, or an earlier step of the chain refused).
-pub(super) type ChainDone = Result<Vec<Option<FollowedUp>>, StoreError>;
+/// A type-erased recorder: what the step's follow-up did in, its audit record out, or
+/// `None` when the record cannot be built on the writer's thread.
+pub(super) type RecordFn = Box<dyn FnOnce(Option<&FollowedUp>) -> Option<RecordBody> + Send>;
+
+/// What the writer answers a chain: for each step, what its follow-up did (nothing
+/// without one, when the closure refused, or when an earlier step of the chain
+/// refused) and where its record went when the batch appended it.
+pub(super) type ChainDone = Result<Vec<StepRan>, StoreError>;
 
 /// A batch's failure, as every step in it is told (a `StoreError` is not `Clone`).
 #[derive(Clone)]
@@ -63,7 +86,9 @@ struct BatchFailed(String);
 struct Job {
     key: SessionKey,
     steps: Vec<StepFn>,
-    done: oneshot::Sender<Result<Vec<Option<FollowedUp>>, BatchFailed>>,
+    /// A step of the chain may hand back a recorder.
+    records: bool,
+    done: oneshot::Sender<Result<Vec<StepRan>, BatchFailed>>,
 }
 
 /// Handle to a store's step writer; cheap to clone. The thread stops when every handle
@@ -91,10 +116,21 @@ impl StepWriter {
 
     /// Queues a chain of steps of one session and waits until its batch has committed
     /// (or failed).
-    pub(super) async fn steps(&self, key: SessionKey, steps: Vec<StepFn>) -> ChainDone {
+    /// `records`: a step of the chain may hand back a recorder.
+    pub(super) async fn steps(
+        &self,
+        key: SessionKey,
+        steps: Vec<StepFn>,
+        records: bool,
+    ) -> ChainDone {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job { key, steps, done })
+            .send(Job {
+                key,
+                steps,
+                records,
+                done,
+            })
             .await
             .map_err(|_| stopped())?;
         wait.await
@@ -112,9 +148,10 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
     while crate::batch::next_batch(&mut rx, &mut batch, MAX_BATCH).await {
         let steps = batch.len();
         let started = std::time::Instant::now();
+        let durable = batch.iter().any(|j| j.records);
         let (dones, work): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|j| (j.done, (j.key, j.steps))).unzip();
-        let result = run_batch(&pool, &gate, work).await;
+        let result = run_batch(&pool, &gate, work, durable).await;
         tracing::trace!(
             steps,
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -129,17 +166,20 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
     tracing::debug!("session step writer stopped");
 }
 
-/// Runs `work` in one transaction: one read of every session the batch touches, the
-/// chains in order and each chain's steps in order (each on the state the steps before
-/// it left, its follow-up right after it; a refusal ends its chain), one write of
-/// every session that changed and one of the settlements' usage history rows. The
+/// Runs `work` in one transaction, committed durably when `durable` (a step may hand
+/// back a recorder; the batch opens before it knows whether one will): one read of the audit chain's head and of every
+/// session the batch touches, the chains in order and each chain's steps in order
+/// (each on the state the steps before it left, its follow-up and its recorder right
+/// after it; a refusal ends its chain), one write of every session that changed, one of
+/// the settlements' usage history rows and one of the chains' audit records. The
 /// answers come back in `work`'s order, and count only once this returns `Ok` (the
 /// batch committed).
 async fn run_batch(
     pool: &SqlitePool,
     gate: &WriteGate,
     work: Vec<(SessionKey, Vec<StepFn>)>,
-) -> Result<Vec<Vec<Option<FollowedUp>>>, StoreError> {
+    durable: bool,
+) -> Result<Vec<Vec<StepRan>>, StoreError> {
     let queued = std::time::Instant::now();
     let _turn = gate.turn().await;
     tracing::trace!(
@@ -153,47 +193,78 @@ async fn run_batch(
         (&a.tenant, &a.agent, &a.session).cmp(&(&b.tenant, &b.agent, &b.session))
     });
     keys.dedup();
-    let mut sessions = sqlite_begin_get_many(tx, &keys).await?;
+    let (head, mut sessions) = sqlite_begin_get_many(tx, durable, &keys).await?;
     // The sessions the batch changed, in the order it first changed them.
     let mut changed: Vec<SessionKey> = Vec::new();
     let mut is_changed: HashSet<SessionKey> = HashSet::new();
     let mut answers = Vec::with_capacity(work.len());
     let mut history = Vec::new();
+    // The records to append, in chain order, and the (chain, step) each belongs to.
+    let mut records: Vec<NewRecord> = Vec::new();
+    let mut owners: Vec<(usize, usize)> = Vec::new();
     for (key, steps) in work {
-        let mut chain = Vec::with_capacity(steps.len());
+        let mut ran = Vec::with_capacity(steps.len());
+        // This chain's records: `None` once a step that ran could not build its own.
+        let mut chain_records = Some(Vec::new());
         let mut refused = false;
         for step in steps {
             // After a refusal the rest of the chain is dropped unrun: its callers see
             // their value's channel closed.
             if refused {
-                chain.push(None);
+                ran.push(StepRan::default());
                 continue;
             }
             let stored = sessions.get(&key).cloned();
-            let Some((next, follow)) = run_step(&key, step, stored) else {
+            let Some((next, follow, recorder)) = run_step(&key, step, stored) else {
                 refused = true;
-                chain.push(None);
+                ran.push(StepRan::default());
                 continue;
             };
-            chain.push(sqlite_follow_up(tx, follow, &mut history).await?);
+            let followed = sqlite_follow_up(tx, follow, &mut history).await?;
+            let record = recorder.and_then(|r| run_recorder(&key, r, followed.as_ref()));
+            chain_records = chain_records.zip(record).map(|(mut all, body)| {
+                all.push((ran.len(), body));
+                all
+            });
+            ran.push(StepRan {
+                followed,
+                committed: None,
+            });
             sessions.insert(key.clone(), next);
             if is_changed.insert(key.clone()) {
                 changed.push(key.clone());
             }
         }
-        answers.push(chain);
+        for (step, body) in chain_records.into_iter().flatten() {
+            let json = body.canonical_json();
+            records.push(NewRecord { body, json });
+            owners.push((answers.len(), step));
+        }
+        answers.push(ran);
     }
     let rows: Vec<_> = changed
         .iter()
         .filter_map(|k| Some((k, sessions.get(k)?)))
         .collect();
-    // The sessions' upsert, the usage history rows and the COMMIT go as one query.
+    let links = chain(&head, &records);
+    // The sessions' upsert, the usage history rows, the audit records with the head's
+    // move, and the COMMIT go as one query.
     let mut statements = Vec::new();
     if !rows.is_empty() {
         statements.push(sqlite_put_many_sql(rows.len()));
     }
     let usage = history.chunks(USAGE_ROWS_PER_INSERT);
     statements.extend(usage.clone().map(|chunk| usage_insert_sql(chunk.len())));
+    let linked: Vec<_> = records.iter().zip(&links).collect();
+    let appends = linked.chunks(sqlite::CHUNK);
+    statements.extend(
+        appends
+            .clone()
+            .map(|c| sqlite::audit_insert_sql(c.len()).to_string()),
+    );
+    if !records.is_empty() {
+        statements.push(sqlite::MOVE_HEAD.into());
+    }
     statements.push("COMMIT".into());
     let mut query = sqlx::query(sqlx::AssertSqlSafe(statements.join("; ")));
     if !rows.is_empty() {
@@ -202,9 +273,41 @@ async fn run_batch(
     for chunk in usage {
         query = bind_usage_rows(query, chunk);
     }
+    for chunk in appends {
+        for (record, link) in chunk {
+            query = sqlite::bind_row(query, record, link);
+        }
+    }
+    let (last_seq, last_hash) = head_after(&head, &links);
+    if !records.is_empty() {
+        query = query.bind(last_seq as i64).bind(last_hash);
+    }
     query.execute(&mut *tx).await?;
     conn.committed();
+    for ((chain, step), place) in owners.into_iter().zip(committed(links)) {
+        answers[chain][step].committed = Some(place);
+    }
     Ok(answers)
+}
+
+/// Runs a step's recorder; `None` back: it declined, or panicked (the chain's records
+/// are then left to their callers, as when it declines).
+fn run_recorder(
+    key: &SessionKey,
+    recorder: RecordFn,
+    followed: Option<&FollowedUp>,
+) -> Option<RecordBody> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| recorder(followed))) {
+        Ok(record) => record,
+        Err(_) => {
+            tracing::error!(
+                agent = %key.agent,
+                session = %key.session,
+                "a step's recorder panicked; its caller appends the chain's records"
+            );
+            None
+        }
+    }
 }
 
 /// Runs one step's closure on the state the batch holds for its session (`None`: never
@@ -214,7 +317,7 @@ fn run_step(
     key: &SessionKey,
     step: StepFn,
     stored: Option<SessionState>,
-) -> Option<(SessionState, Option<FollowUp>)> {
+) -> Option<(SessionState, Option<FollowUp>, Option<RecordFn>)> {
     // A panic in a caller's closure is a bug in that caller: it fails its own step
     // (the caller sees its value's channel dropped) and not the writer.
     match std::panic::catch_unwind(AssertUnwindSafe(|| {

@@ -112,68 +112,80 @@ pub(super) async fn finish(
         at: clock,
         wall_us: plan.now,
     };
-    match result {
-        Ok(admitted) => {
-            if !plan.takes.is_empty() {
-                shared
-                    .rate_cache
-                    .record(sent, &plan.takes, &admitted.buckets);
-            }
-            Ok(Admission {
-                refusal: None,
-                budget_remaining: budgets::remaining(budget_list, &admitted.budgets),
-                threshold_events: budgets::threshold_alerts(
-                    shared,
-                    budget_list,
-                    &admitted.budgets,
-                    action,
-                )
-                .await?,
-            })
-        }
-        Err(Refused::RateLimited { take, bucket }) => {
+    if let Some(refusal) = refusal(limits, budget_list, &result) {
+        if let Err(Refused::RateLimited { take, bucket }) = &result {
             shared.rate_cache.record(
                 sent,
-                std::slice::from_ref(&take),
-                std::slice::from_ref(&bucket),
+                std::slice::from_ref(take),
+                std::slice::from_ref(bucket),
             );
-            let wait = bucket.wait_us(&take);
+        }
+        return Ok(Admission {
+            refusal: Some(refusal),
+            ..Admission::default()
+        });
+    }
+    let Ok(admitted) = result else {
+        return Ok(Admission::default());
+    };
+    if !plan.takes.is_empty() {
+        shared
+            .rate_cache
+            .record(sent, &plan.takes, &admitted.buckets);
+    }
+    Ok(Admission {
+        refusal: None,
+        budget_remaining: budgets::remaining(budget_list, &admitted.budgets),
+        threshold_events: budgets::threshold_alerts(shared, budget_list, &admitted.budgets, action)
+            .await?,
+    })
+}
+
+/// The refusal the database's answer to an admission makes (`None`: admitted). Pure,
+/// so the session step's writer can build the decision's record from it too.
+pub(super) fn refusal(
+    limits: &[&RateLimit],
+    budget_list: &[&Budget],
+    result: &Result<Admitted, Refused>,
+) -> Option<Refusal> {
+    match result {
+        Ok(_) => None,
+        Err(Refused::RateLimited { take, bucket }) => {
+            let wait = bucket.wait_us(take);
             // The takes were made from `limits`, so the id is among them.
-            Ok(match limits.iter().find(|l| l.id == take.rate_limit) {
-                Some(limit) => rate_limited(limit, wait),
-                None => Admission {
-                    refusal: Some(Refusal {
-                        rule: format!("rate_limit:{}", take.rate_limit),
-                        reason: format!("rate limit {} reached", take.rate_limit),
-                        retry_after_ms: rate_limits::retry_after_ms(wait),
-                        event: AlertEvent::new(AlertEventKind::RateLimited)
-                            .detail("rate_limit", take.rate_limit.as_str()),
-                    }),
-                    ..Admission::default()
+            Some(match limits.iter().find(|l| l.id == take.rate_limit) {
+                Some(limit) => rate_limited_refusal(limit, wait),
+                None => Refusal {
+                    rule: format!("rate_limit:{}", take.rate_limit),
+                    reason: format!("rate limit {} reached", take.rate_limit),
+                    retry_after_ms: rate_limits::retry_after_ms(wait),
+                    event: AlertEvent::new(AlertEventKind::RateLimited)
+                        .detail("rate_limit", take.rate_limit.as_str()),
                 },
             })
         }
-        Err(Refused::Budget(refusal)) => Ok(Admission {
-            refusal: Some(Refusal {
-                rule: format!("budget:{}", refusal.budget),
-                reason: budgets::refusal_reason(budget_list, &refusal),
-                retry_after_ms: 0,
-                event: AlertEvent::new(AlertEventKind::BudgetExceeded)
-                    .detail("budget", refusal.budget.as_str()),
-            }),
-            ..Admission::default()
+        Err(Refused::Budget(refusal)) => Some(Refusal {
+            rule: format!("budget:{}", refusal.budget),
+            reason: budgets::refusal_reason(budget_list, refusal),
+            retry_after_ms: 0,
+            event: AlertEvent::new(AlertEventKind::BudgetExceeded)
+                .detail("budget", refusal.budget.as_str()),
         }),
     }
 }
 
 fn rate_limited(limit: &RateLimit, wait_us: i64) -> Admission {
     Admission {
-        refusal: Some(Refusal {
-            rule: format!("rate_limit:{}", limit.id),
-            reason: rate_limits::refusal_reason(limit, wait_us),
-            retry_after_ms: rate_limits::retry_after_ms(wait_us),
-            event: rate_limits::alert(limit, wait_us),
-        }),
+        refusal: Some(rate_limited_refusal(limit, wait_us)),
         ..Admission::default()
+    }
+}
+
+fn rate_limited_refusal(limit: &RateLimit, wait_us: i64) -> Refusal {
+    Refusal {
+        rule: format!("rate_limit:{}", limit.id),
+        reason: rate_limits::refusal_reason(limit, wait_us),
+        retry_after_ms: rate_limits::retry_after_ms(wait_us),
+        event: rate_limits::alert(limit, wait_us),
     }
 }

@@ -13,7 +13,7 @@ use crate::normalize::{self, NormalizedAction};
 use crate::redact;
 use crate::service::{budgets, now_us};
 use crate::session::{self, Escalation, Observation, SessionState, Zone};
-use crate::store::{BudgetRow, Settlement, StepChain, UsageRow};
+use crate::store::{BudgetRow, SettleRecorder, Settlement, StepChain, UsageRow};
 
 /// The most one report may claim; more is refused as absurd.
 const MAX_REPORTED_TOKENS: u64 = 100_000_000;
@@ -46,12 +46,15 @@ impl DecisionsService {
             .reporting(action, policy, req.decision_seq, req.result.as_ref())
             .await?;
         let mut chain = StepChain::new(session_key(&reporting.action));
-        let report_step = chain.settle(self.report_step(&reporting));
+        let report_step = chain.settle_recorded(self.report_step(&reporting));
         let steps: Vec<_> = deciding
             .iter()
-            .map(|d| chain.admit(self.decide_step(d)))
+            .map(|d| chain.admit_recorded(self.decide_step(d)))
             .collect();
         let mut ran = self.shared.store.session_steps(chain).await?;
+        // On SQLite the chain's records may have been committed with its steps: all of
+        // them or none (`store/steps.rs`).
+        let mut places = vec![report_step.recorded(&ran)];
         let (body, reported) = self
             .reported(reporting, report_step.settled(&mut ran)?)
             .await?;
@@ -63,11 +66,13 @@ impl DecisionsService {
             // after it did not run. The decisions made are recorded and answered below
             // (their steps are stored); the caller gets the first error and refuses
             // them all.
+            let place = step.recorded(&ran);
             let ran_step = step.admitted(&mut ran);
             let stopped = ran_step.is_err();
             match self.decided(d, ran_step).await {
                 Ok((body, d)) => {
                     bodies.push(body);
+                    places.push(place);
                     decided.push(d);
                 }
                 Err(e) => {
@@ -78,7 +83,19 @@ impl DecisionsService {
                 break;
             }
         }
-        let mut committed = self.shared.audit.append_all(bodies).await?.into_iter();
+        let committed = if places.iter().all(Option::is_none) {
+            self.shared.audit.append_all(bodies).await?
+        } else {
+            places
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    crate::audit::AuditError::Store(
+                        "only some of the report's records were committed with its steps".into(),
+                    )
+                })?
+        };
+        let mut committed = committed.into_iter();
         let report_ref = committed.next().ok_or_else(|| {
             crate::audit::AuditError::Store("the report's record was not committed".into())
         })?;
@@ -148,12 +165,9 @@ impl DecisionsService {
     fn report_step(
         &self,
         r: &Reporting,
-    ) -> impl FnOnce(
-        Option<SessionState>,
-    ) -> Result<(SessionState, ReportStepped, Option<Settlement>), ApiError>
-    + Send
-    + 'static {
+    ) -> impl FnOnce(Option<SessionState>) -> Result<ReportStepOut, ApiError> + Send + 'static {
         let (policy, guard) = (r.policy.clone(), self.shared.guard.clone());
+        let made = r.made();
         let (action, usage, observation, now) = (
             r.action.clone(),
             r.usage.clone(),
@@ -181,6 +195,10 @@ impl DecisionsService {
             } else {
                 None
             };
+            // The report's record needs nothing but the step: it is built on the
+            // writer's thread, and committed there with the chain's other records.
+            let body = made.record(zone, &fired);
+            let recorder: SettleRecorder = Box::new(move || Some(body));
             Ok((
                 next,
                 ReportStepped {
@@ -189,6 +207,7 @@ impl DecisionsService {
                     budgets: counted,
                 },
                 settle,
+                Some(recorder),
             ))
         }
     }
@@ -206,16 +225,7 @@ impl DecisionsService {
         } else {
             budgets::threshold_alerts(&self.shared, &budgets, &after, &r.action).await?
         };
-        let body = RecordBody {
-            time_us: r.now,
-            kind: KIND_REPORT.into(),
-            policy_version: r.policy.version().into(),
-            result: r.result_json,
-            decision_seq: r.decision_seq,
-            zone: stepped.zone.as_str().into(),
-            reason: super::explain("", &stepped.escalations),
-            ..identity_body(&r.action)
-        };
+        let body = r.made().record(stepped.zone, &stepped.escalations);
         let reported = Reported {
             zone: stepped.zone,
             usage: r.usage,
@@ -252,6 +262,42 @@ struct Reporting {
     /// The usage to settle, priced.
     usage: UsageRow,
 }
+
+impl Reporting {
+    /// What the report's record is made of besides the zone it left.
+    fn made(&self) -> ReportMade {
+        ReportMade(RecordBody {
+            time_us: self.now,
+            kind: KIND_REPORT.into(),
+            policy_version: self.policy.version().into(),
+            result: self.result_json.clone(),
+            decision_seq: self.decision_seq,
+            ..identity_body(&self.action)
+        })
+    }
+}
+
+/// A report's record but for the zone it left and the escalations it caused.
+struct ReportMade(RecordBody);
+
+impl ReportMade {
+    fn record(&self, zone: Zone, escalations: &[Escalation]) -> RecordBody {
+        RecordBody {
+            zone: zone.as_str().into(),
+            reason: super::explain("", escalations),
+            ..self.0.clone()
+        }
+    }
+}
+
+/// What a report's session step hands back: the state to store, what it found, the
+/// usage to settle and the recorder of its record.
+type ReportStepOut = (
+    SessionState,
+    ReportStepped,
+    Option<Settlement>,
+    Option<SettleRecorder>,
+);
 
 /// What a report's session step found.
 struct ReportStepped {
