@@ -270,7 +270,7 @@ impl Store {
         sql: &'static str,
         before_us: i64,
     ) -> Result<u64, StoreError> {
-        on_backend!(self, sql, |pool, q| {
+        on_backend_write!(self, sql, |pool, q| {
             Ok(sqlx::query(q)
                 .bind(before_us)
                 .execute(pool)
@@ -394,12 +394,32 @@ macro_rules! on_backend {
     };
 }
 
+/// [`on_backend`] for a statement that writes: on SQLite it first takes this process's
+/// turn to write to the file (`store/gate.rs`), so it queues behind the step and audit
+/// writers instead of sleeping in SQLite's busy handler while they hold the lock.
+macro_rules! on_backend_write {
+    ($store:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => {
+                let _turn = $store.sqlite_write_turn().await;
+                let $q = sqlx::AssertSqlSafe(sqlite_sql(&$sql));
+                $body
+            }
+            Backend::Postgres($pool) => {
+                let $q = sqlx::AssertSqlSafe(String::from($sql));
+                $body
+            }
+        }
+    };
+}
+
 /// `$1` → `?1`: SQLite's numbered placeholders.
 pub(crate) fn sqlite_sql(pg: &str) -> String {
     pg.replace('$', "?")
 }
 
 use on_backend;
+use on_backend_write;
 
 /// Expands to the audit_log column list, in the order [`audit_row`] reads it.
 macro_rules! audit_columns {

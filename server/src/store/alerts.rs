@@ -12,7 +12,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError, on_backend, sqlite_sql};
+use super::{Backend, Store, StoreError, on_backend, on_backend_write, sqlite_sql};
 
 /// Where an outbox row stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +145,7 @@ impl Store {
              payload, created_us, status, next_attempt_us) VALUES {}",
             rows.join(", ")
         );
-        on_backend!(self, sql.as_str(), |pool, q| {
+        on_backend_write!(self, sql.as_str(), |pool, q| {
             let mut query = sqlx::query(q);
             for a in alerts {
                 query = query
@@ -188,7 +188,7 @@ impl Store {
                ORDER BY next_attempt_us, created_us LIMIT $4 {lock}) \
              AND {due} RETURNING {OUTBOX_COLUMNS}"
         );
-        let mut rows: Vec<OutboxRow> = on_backend!(self, sql.as_str(), |pool, q| {
+        let mut rows: Vec<OutboxRow> = on_backend_write!(self, sql.as_str(), |pool, q| {
             sqlx::query(q)
                 .bind(owner)
                 .bind(lease_until_us)
@@ -270,7 +270,7 @@ impl Store {
         let sql = "UPDATE alert_outbox SET status = $3, next_attempt_us = $4, delivered_us = $5, \
                    last_status = $6, last_error = $7, lease_owner = '', lease_until_us = 0 \
                    WHERE id = $1 AND lease_owner = $2 AND status = 'pending'";
-        on_backend!(self, sql, |pool, q| {
+        on_backend_write!(self, sql, |pool, q| {
             let done = sqlx::query(q)
                 .bind(id)
                 .bind(owner)
@@ -291,7 +291,7 @@ impl Store {
     pub async fn alert_release(&self, owner: &str) -> Result<u64, StoreError> {
         let sql = "UPDATE alert_outbox SET lease_owner = '', lease_until_us = 0 \
                    WHERE lease_owner = $1 AND status = 'pending'";
-        on_backend!(self, sql, |pool, q| {
+        on_backend_write!(self, sql, |pool, q| {
             Ok(sqlx::query(q)
                 .bind(owner)
                 .execute(pool)

@@ -9,7 +9,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError, on_backend, sqlite_sql};
+use super::{Backend, Store, StoreError, on_backend, on_backend_write, sqlite_sql};
 
 /// How an approval stands, as stored and as derived from the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +217,7 @@ impl Store {
                    action, rule_ids, reason, policy_version, created_us, expires_us) \
                    VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
         let rule_ids = super::rule_ids_json(a.rule_ids);
-        on_backend!(self, sql, |pool, q| {
+        on_backend_write!(self, sql, |pool, q| {
             sqlx::query(q)
                 .bind(a.id)
                 .bind(a.digest)
@@ -269,7 +269,7 @@ impl Store {
                    status = CASE WHEN uses_left = 1 THEN 'used' ELSE status END \
                    WHERE id = $1 AND status = 'approved' AND grant_expires_us > $2 \
                    AND (uses_left IS NULL OR uses_left > 0) RETURNING decided_by";
-        on_backend!(self, sql, |pool, q| {
+        on_backend_write!(self, sql, |pool, q| {
             let row: Option<(String,)> = sqlx::query_as(q)
                 .bind(id)
                 .bind(now)
@@ -344,7 +344,7 @@ impl Store {
                    decided_us = $5, uses_left = $6, grant_expires_us = $7 \
                    WHERE id = $1 AND status = 'pending' AND expires_us > $5";
         let status = if d.approve { "approved" } else { "denied" };
-        on_backend!(self, sql, |pool, q| {
+        on_backend_write!(self, sql, |pool, q| {
             let done = sqlx::query(q)
                 .bind(id)
                 .bind(status)
@@ -363,7 +363,7 @@ impl Store {
     pub async fn break_glass_create(&self, g: &BreakGlassRow) -> Result<(), StoreError> {
         let sql = "INSERT INTO break_glass (id, tenant, agent, session, reason, issued_by, \
                    created_us, expires_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        on_backend!(self, sql, |pool, q| {
+        on_backend_write!(self, sql, |pool, q| {
             sqlx::query(q)
                 .bind(g.id.as_str())
                 .bind(g.tenant.as_str())
@@ -396,7 +396,7 @@ impl Store {
                ORDER BY expires_us DESC LIMIT 1) \
              AND revoked_us = 0 AND expires_us > $4 RETURNING {GRANT_COLUMNS}"
         );
-        on_backend!(self, sql.as_str(), |pool, q| {
+        on_backend_write!(self, sql.as_str(), |pool, q| {
             sqlx::query(q)
                 .bind(tenant)
                 .bind(agent)
@@ -423,7 +423,7 @@ impl Store {
              revoked_by = CASE WHEN revoked_us = 0 THEN $3 ELSE revoked_by END \
              WHERE id = $1 RETURNING {GRANT_COLUMNS}"
         );
-        on_backend!(self, sql.as_str(), |pool, q| {
+        on_backend_write!(self, sql.as_str(), |pool, q| {
             sqlx::query(q)
                 .bind(id)
                 .bind(now)

@@ -490,7 +490,7 @@ impl Store {
         let sql = "UPDATE budget_usage SET alerted_permille = $4 \
                    WHERE budget = $1 AND scope_key = $2 AND window_start = $3 \
                    AND alerted_permille < $4";
-        super::on_backend!(self, sql, |pool, q| {
+        super::on_backend_write!(self, sql, |pool, q| {
             let done = sqlx::query(q)
                 .bind(row.budget.as_str())
                 .bind(row.scope_key.as_str())
