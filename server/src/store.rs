@@ -398,19 +398,11 @@ macro_rules! on_backend {
 /// turn to write to the file (`store/gate.rs`), so it queues behind the step and audit
 /// writers instead of sleeping in SQLite's busy handler while they hold the lock.
 macro_rules! on_backend_write {
-    ($store:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite($pool) => {
-                let _turn = $store.sqlite_write_turn().await;
-                let $q = sqlx::AssertSqlSafe(sqlite_sql(&$sql));
-                $body
-            }
-            Backend::Postgres($pool) => {
-                let $q = sqlx::AssertSqlSafe(String::from($sql));
-                $body
-            }
-        }
-    };
+    ($store:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {{
+        // `None` on PostgreSQL, whose row locks queue writers themselves.
+        let _turn = $store.sqlite_write_turn().await;
+        $crate::store::on_backend!($store, $sql, |$pool, $q| $body)
+    }};
 }
 
 /// `$1` → `?1`: SQLite's numbered placeholders.
