@@ -381,6 +381,11 @@ impl Store {
 
     /// Uses the active grant covering (tenant, agent, session) at `now`, if any,
     /// counting the use. The grant ending last is used.
+    ///
+    /// Every refusal a grant could lift asks, and almost always none covers it: so a
+    /// read (no write lock, no turn to wait for) looks first, and only a grant it finds
+    /// is used by the `UPDATE`, which checks again. A grant issued between the two is
+    /// one issued after this decision.
     pub async fn break_glass_use(
         &self,
         tenant: &str,
@@ -388,6 +393,21 @@ impl Store {
         session: &str,
         now: i64,
     ) -> Result<Option<BreakGlassRow>, StoreError> {
+        let any = "SELECT COUNT(*) FROM break_glass WHERE tenant = $1 \
+                   AND (agent = '' OR agent = $2) AND (session = '' OR session = $3) \
+                   AND revoked_us = 0 AND expires_us > $4";
+        let covering: i64 = on_backend!(self, any, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(tenant)
+                .bind(agent)
+                .bind(session)
+                .bind(now)
+                .fetch_one(pool)
+                .await?
+        });
+        if covering == 0 {
+            return Ok(None);
+        }
         let sql = format!(
             "UPDATE break_glass SET uses = uses + 1 WHERE id = ( \
                SELECT id FROM break_glass WHERE tenant = $1 \
