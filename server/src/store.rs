@@ -22,7 +22,7 @@ pub use approvals::{
 pub use budgets::{AdmissionPlan, Admitted, BudgetRow, Charge, Refusal, Refused, UsageRow};
 pub use rate_limits::{BucketRow, Take};
 pub use sessions::{
-    AdmitRecorder, ChainRan, Chained, SessionKey, SettleRecorder, Settlement, StepChain,
+    AdmitRecorder, BatchFacts, ChainRan, Chained, SessionKey, SettleRecorder, Settlement, StepChain,
 };
 
 use std::time::Duration;

@@ -49,14 +49,15 @@ pub(crate) struct Gated {
 }
 
 /// What [`gate`] makes of `outcome` when it has nothing to look up: the outcome as it
-/// is. `None` when a break-glass grant could lift it or it asks for approval; only
-/// [`gate`] can answer then.
-pub(crate) fn ungated(outcome: &Outcome) -> Option<Gated> {
-    (outcome.under_break_glass().is_none() && outcome.verdict != Verdict::RequireApproval)
-        .then(|| as_decided(outcome))
+/// is. `None` when it asks for approval, or when a break-glass grant could lift it and
+/// one may be in force (`break_glass_possible`); only [`gate`] can answer then.
+pub(crate) fn gate_without_lookup(outcome: &Outcome, break_glass_possible: bool) -> Option<Gated> {
+    let liftable = outcome.under_break_glass().is_some() && break_glass_possible;
+    (!liftable && outcome.verdict != Verdict::RequireApproval).then(|| as_decided(outcome))
 }
 
-fn as_decided(outcome: &Outcome) -> Gated {
+/// The outcome as the gate leaves it when nothing changes it.
+pub(crate) fn as_decided(outcome: &Outcome) -> Gated {
     Gated {
         verdict: outcome.verdict,
         reason: outcome.reason.clone(),
@@ -81,7 +82,7 @@ pub(crate) async fn gate(
     outcome: &Outcome,
     now: i64,
 ) -> Result<Gated, ApiError> {
-    if let Some(gated) = ungated(outcome) {
+    if let Some(gated) = gate_without_lookup(outcome, true) {
         return Ok(gated);
     }
     let mut gated = as_decided(outcome);

@@ -17,7 +17,7 @@ use crate::normalize::{self, NormalizedAction};
 use crate::policy::Verdict;
 use crate::redact;
 use crate::session::{self, Escalation, SessionState, Zone};
-use crate::store::{AdmitRecorder, SessionKey, StepChain};
+use crate::store::{AdmitRecorder, BatchFacts, SessionKey, StepChain};
 
 /// Most tool names one NeverAllowed request may ask about.
 const MAX_NEVER_ALLOWED_TOOLS: usize = 4096;
@@ -46,7 +46,7 @@ impl DecisionsService {
         let stepped = stepped
             .map_err(ApiError::from)
             .and_then(|mut ran| step.admitted(&mut ran));
-        let (body, decided) = self.decided(deciding, stepped).await?;
+        let (body, decided) = self.decided(deciding, stepped, recorded.is_some()).await?;
         // 6. Audit; the decision exists only once its record is committed.
         let committed = match recorded {
             Some(committed) => committed,
@@ -58,10 +58,10 @@ impl DecisionsService {
     /// Step 3 of an Evaluate, to run under the session's lock (on SQLite on the store's
     /// step writer, so it owns what it reads): zone triggers fire before the rules, so
     /// the action is judged in the zone it brings the session into, and an action the
-    /// policy lets run is admitted in the same transaction. When nothing but admission
-    /// can change the verdict (no break-glass grant could lift it, no approval is
-    /// asked), it also hands back the recorder that builds the decision's record there
-    /// ([`StepChain::admit_recorded`]).
+    /// policy lets run is admitted in the same transaction. Unless it asks for approval,
+    /// it also hands back the recorder that builds the decision's record there
+    /// ([`StepChain::admit_recorded`]); the recorder declines when a break-glass grant
+    /// could lift the verdict and one may be in force.
     fn decide_step(
         &self,
         deciding: &Deciding,
@@ -92,7 +92,9 @@ impl DecisionsService {
                 limits::Prepared::Refused(refusal) => (None, Some(refusal)),
                 limits::Prepared::Nothing => (None, None),
             };
-            let recorder = approvals::ungated(&j.outcome).map(|gated| {
+            // A decision that asks for approval needs the approvals outside this
+            // transaction; one a grant could lift, only while a grant may be in force.
+            let recorder = (j.outcome.verdict != Verdict::RequireApproval).then(|| {
                 let made = Made {
                     action: action.clone(),
                     policy: policy.clone(),
@@ -100,13 +102,15 @@ impl DecisionsService {
                     zone,
                     escalations: j.escalations.clone(),
                 };
-                let rule_ids = j.outcome.matched_rules.clone();
+                let outcome = j.outcome.clone();
                 let fast = fast_refusal
                     .as_ref()
                     .and_then(|a| a.refusal.as_ref())
                     .map(|r| (r.rule.clone(), r.reason.clone()));
                 let (budget_ids, limit_ids) = (j.budgets.clone(), j.rate_limits.clone());
-                Box::new(move |admitted: Option<&Result<_, _>>| {
+                Box::new(move |admitted: Option<&Result<_, _>>, facts: &BatchFacts| {
+                    let mut gated =
+                        approvals::gate_without_lookup(&outcome, facts.break_glass_possible)?;
                     let refused = match (admitted, fast) {
                         (Some(result), _) => limits::refusal(
                             &picked(made.policy.rate_limits(), &limit_ids),
@@ -116,8 +120,7 @@ impl DecisionsService {
                         .map(|r| (r.rule, r.reason)),
                         (None, fast) => fast,
                     };
-                    let mut gated = gated;
-                    let mut rule_ids = rule_ids;
+                    let mut rule_ids = outcome.matched_rules;
                     let reason = refuse(&mut gated, &mut rule_ids, refused, &made.escalations);
                     Some(made.record(&gated, rule_ids, reason))
                 }) as AdmitRecorder
@@ -137,7 +140,10 @@ impl DecisionsService {
     }
 
     /// Steps 4-5 of an Evaluate, once its session step has run (`stepped`): the gate,
-    /// what admission decided, and the audit record to commit.
+    /// what admission decided, and the audit record to commit. `recorded`: the step's
+    /// transaction already committed the record, which its recorder built without a
+    /// lookup, so the gate looks nothing up either (a grant issued since must not make
+    /// the answer differ from the record).
     async fn decided(
         &self,
         deciding: Deciding,
@@ -148,6 +154,7 @@ impl DecisionsService {
             ),
             ApiError,
         >,
+        recorded: bool,
     ) -> Result<(RecordBody, Decided), ApiError> {
         let (judged, admitted) = stepped?;
         let Deciding {
@@ -171,7 +178,11 @@ impl DecisionsService {
         let budgets = picked(policy.budgets(), &budgets);
         let rate_limits = picked(policy.rate_limits(), &rate_limits);
         // 4. Break-glass grants and approvals may change a refusal (see `gate`).
-        let mut gated = approvals::gate(&self.shared, &action, &policy, &outcome, now).await?;
+        let mut gated = if recorded {
+            approvals::as_decided(&outcome)
+        } else {
+            approvals::gate(&self.shared, &action, &policy, &outcome, now).await?
+        };
         // 5b. What admission decided; a refusal the gate lifted is admitted now, on its
         //     own. An empty bucket or a spent hard budget refuses the action.
         let mut rule_ids = outcome.matched_rules.clone();

@@ -171,12 +171,29 @@ pub(super) struct StepRan {
 }
 
 /// Builds an admitting step's audit record from what its admission decided (`None`:
-/// it had none), on the thread that runs the step's transaction; `None` back: the
-/// record needs more than that thread can do, and the caller appends it itself.
+/// it had none) and what the batch's transaction saw ([`BatchFacts`]), on the thread
+/// that runs it; `None` back: the record needs more than that thread can do, and the
+/// caller appends it itself.
 pub type AdmitRecorder =
-    Box<dyn FnOnce(Option<&Result<Admitted, Refused>>) -> Option<RecordBody> + Send>;
+    Box<dyn FnOnce(Option<&Result<Admitted, Refused>>, &BatchFacts) -> Option<RecordBody> + Send>;
 
-/// Builds a report step's audit record, as [`AdmitRecorder`] does for an action.
+/// What a batch's transaction saw when it opened, for its recorders.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchFacts {
+    /// Some break-glass grant, not revoked, had not yet expired (or expired within
+    /// [`BatchFacts::GRANT_MARGIN_US`] of the batch opening, so that no decision waiting
+    /// in the batch could still have been covered by it). While it is `false` no grant
+    /// can lift a refusal in this batch: the transaction holds the write lock, so none
+    /// can be issued before it commits.
+    pub break_glass_possible: bool,
+}
+
+impl BatchFacts {
+    /// How far back a grant's expiry still counts (10 minutes): longer than any step
+    /// waits for its batch.
+    pub const GRANT_MARGIN_US: i64 = 600 * 1_000_000;
+}
+
 pub type SettleRecorder = Box<dyn FnOnce() -> Option<RecordBody> + Send>;
 
 /// A step added to a [`StepChain`]: where its caller's value comes back.
@@ -243,9 +260,9 @@ impl StepChain {
         self.push(move |stored| {
             step(stored).map(|(next, v, plan, recorder)| {
                 let recorder = recorder.map(|record| -> RecordFn {
-                    Box::new(move |followed| match followed {
-                        Some(FollowedUp::Admitted(result)) => record(Some(result)),
-                        _ => record(None),
+                    Box::new(move |followed, facts| match followed {
+                        Some(FollowedUp::Admitted(result)) => record(Some(result), facts),
+                        _ => record(None, facts),
                     })
                 });
                 (next, v, plan.map(FollowUp::Admit), recorder)
@@ -290,7 +307,8 @@ impl StepChain {
         self.records = true;
         self.push(move |stored| {
             step(stored).map(|(next, v, settle, recorder)| {
-                let recorder = recorder.map(|record| -> RecordFn { Box::new(move |_| record()) });
+                let recorder =
+                    recorder.map(|record| -> RecordFn { Box::new(move |_, _| record()) });
                 (next, v, settle.map(FollowUp::Settle), recorder)
             })
         })
@@ -562,8 +580,8 @@ pub(super) async fn sqlite_get(
     row.as_ref().map(state).transpose()
 }
 
-/// Opens a `BEGIN IMMEDIATE` transaction and reads the audit chain's head and the
-/// stored rows of `keys` (placeholders included; a key without a row is absent), in
+/// Opens a `BEGIN IMMEDIATE` transaction and reads the audit chain's head, whether a
+/// break-glass grant could be in force ([`BatchFacts`]) and the stored rows of `keys` (placeholders included; a key without a row is absent), in
 /// one query: one round trip to SQLite's worker thread. The transaction's commit is
 /// durable (`synchronous=FULL`) when `durable`, for a batch that may append audit
 /// records, and deferred (`NORMAL`) otherwise. The caller must end the transaction by
@@ -572,10 +590,12 @@ pub(super) async fn sqlite_begin_get_many(
     conn: &mut SqliteConnection,
     durable: bool,
     keys: &[&SessionKey],
-) -> Result<(Committed, HashMap<SessionKey, SessionState>), StoreError> {
+) -> Result<(Committed, BatchFacts, HashMap<SessionKey, SessionState>), StoreError> {
     // SQLite refuses to change the safety level inside a transaction, hence before it.
     let begin = format!(
-        "PRAGMA synchronous = {}; BEGIN IMMEDIATE; SELECT seq, hash FROM audit_head WHERE id = 1",
+        "PRAGMA synchronous = {}; BEGIN IMMEDIATE; \
+         SELECT seq, hash FROM audit_head WHERE id = 1; \
+         SELECT COUNT(*) AS grants FROM break_glass WHERE revoked_us = 0 AND expires_us > ?",
         if durable { "FULL" } else { "NORMAL" }
     );
     let sql = if keys.is_empty() {
@@ -591,19 +611,26 @@ pub(super) async fn sqlite_begin_get_many(
             vec!["(?, ?, ?)"; keys.len()].join(", ")
         )
     };
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let since = crate::service::now_us() - BatchFacts::GRANT_MARGIN_US;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since);
     for key in keys {
         query = bind_key!(query, key);
     }
     let rows = query.fetch_all(conn).await?;
     use sqlx::Row as _;
-    // The head's row comes first (the table always holds it), then the sessions'.
-    let (head, sessions) = rows
-        .split_first()
-        .ok_or_else(|| StoreError::Corrupt("the audit head row is missing".into()))?;
+    // The head's row comes first (the table always holds it), then the count's, then
+    // the sessions'.
+    let [head, grants, sessions @ ..] = rows.as_slice() else {
+        return Err(StoreError::Corrupt(
+            "the audit head or the break-glass count is missing".into(),
+        ));
+    };
     let head = Committed {
         seq: head.try_get::<i64, _>("seq")? as u64,
         hash: head.try_get("hash")?,
+    };
+    let facts = BatchFacts {
+        break_glass_possible: grants.try_get::<i64, _>("grants")? > 0,
     };
     let sessions = sessions
         .iter()
@@ -616,7 +643,7 @@ pub(super) async fn sqlite_begin_get_many(
             Ok((key, state(row)?))
         })
         .collect::<Result<_, StoreError>>()?;
-    Ok((head, sessions))
+    Ok((head, facts, sessions))
 }
 
 /// One upsert of `rows` sessions that keeps the larger zone and the first close, as

@@ -49,8 +49,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::budgets::{USAGE_ROWS_PER_INSERT, bind_usage_rows, usage_insert_sql};
 use super::gate::WriteGate;
 use super::sessions::{
-    FollowUp, FollowedUp, SessionKey, StepRan, bind_puts, sqlite_begin_get_many, sqlite_follow_up,
-    sqlite_put_many_sql,
+    BatchFacts, FollowUp, FollowedUp, SessionKey, StepRan, bind_puts, sqlite_begin_get_many,
+    sqlite_follow_up, sqlite_put_many_sql,
 };
 use super::sqlite::{self, ClosedUnlessCommitted};
 use super::{NewRecord, StoreError, chain, committed, head_after};
@@ -72,7 +72,8 @@ pub(super) type StepFn = Box<
 
 /// A type-erased recorder: what the step's follow-up did in, its audit record out, or
 /// `None` when the record cannot be built on the writer's thread.
-pub(super) type RecordFn = Box<dyn FnOnce(Option<&FollowedUp>) -> Option<RecordBody> + Send>;
+pub(super) type RecordFn =
+    Box<dyn FnOnce(Option<&FollowedUp>, &BatchFacts) -> Option<RecordBody> + Send>;
 
 /// What the writer answers a chain: for each step, what its follow-up did (nothing
 /// without one, when the closure refused, or when an earlier step of the chain
@@ -193,7 +194,7 @@ async fn run_batch(
         (&a.tenant, &a.agent, &a.session).cmp(&(&b.tenant, &b.agent, &b.session))
     });
     keys.dedup();
-    let (head, mut sessions) = sqlite_begin_get_many(tx, durable, &keys).await?;
+    let (head, facts, mut sessions) = sqlite_begin_get_many(tx, durable, &keys).await?;
     // The sessions the batch changed, in the order it first changed them.
     let mut changed: Vec<SessionKey> = Vec::new();
     let mut is_changed: HashSet<SessionKey> = HashSet::new();
@@ -221,7 +222,7 @@ async fn run_batch(
                 continue;
             };
             let followed = sqlite_follow_up(tx, follow, &mut history).await?;
-            let record = recorder.and_then(|r| run_recorder(&key, r, followed.as_ref()));
+            let record = recorder.and_then(|r| run_recorder(&key, r, followed.as_ref(), &facts));
             chain_records = chain_records.zip(record).map(|(mut all, body)| {
                 all.push((ran.len(), body));
                 all
@@ -296,8 +297,9 @@ fn run_recorder(
     key: &SessionKey,
     recorder: RecordFn,
     followed: Option<&FollowedUp>,
+    facts: &BatchFacts,
 ) -> Option<RecordBody> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| recorder(followed))) {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| recorder(followed, facts))) {
         Ok(record) => record,
         Err(_) => {
             tracing::error!(

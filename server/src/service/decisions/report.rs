@@ -69,7 +69,7 @@ impl DecisionsService {
             let place = step.recorded(&ran);
             let ran_step = step.admitted(&mut ran);
             let stopped = ran_step.is_err();
-            match self.decided(d, ran_step).await {
+            match self.decided(d, ran_step, place.is_some()).await {
                 Ok((body, d)) => {
                     bodies.push(body);
                     places.push(place);
