@@ -57,17 +57,22 @@ pub(crate) enum ApiError {
     Conflict(String),
 }
 
+/// The refusal of a decision whose audit record was not committed.
+fn audit_not_committed(e: &dyn std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "refusing a decision: its audit record was not committed");
+    audit_store_unavailable(
+        "decision refused: its audit record could not be committed (fail-closed); retry later",
+    )
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
         match e {
             ApiError::Invalid(e) => Status::invalid_argument(e.to_string()),
             ApiError::BadRequest(m) => Status::invalid_argument(m),
-            ApiError::Audit(e) => {
-                tracing::error!(error = %e, "refusing a decision: its audit record was not committed");
-                audit_store_unavailable(
-                    "decision refused: its audit record could not be committed (fail-closed); retry later",
-                )
-            }
+            ApiError::Audit(e) => audit_not_committed(&e),
+            // The session step's batch carried the record (SQLite): the same refusal.
+            ApiError::Store(e @ StoreError::AuditCommit(_)) => audit_not_committed(&e),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
                 audit_store_unavailable("the audit store is unavailable; retry later")

@@ -72,6 +72,10 @@ pub enum StoreError {
     /// A failure shared by every operation of a batch (its transaction rolled back).
     #[error("database error: {0}")]
     Failed(String),
+    /// A session step batch that carried audit records failed to commit them (and
+    /// rolled back with everything else in it).
+    #[error("the audit records could not be committed: {0}")]
+    AuditCommit(String),
 }
 
 #[derive(Clone)]

@@ -82,7 +82,11 @@ pub(super) type ChainDone = Result<Vec<StepRan>, StoreError>;
 
 /// A batch's failure, as every step in it is told (a `StoreError` is not `Clone`).
 #[derive(Clone)]
-struct BatchFailed(String);
+struct BatchFailed {
+    message: String,
+    /// The batch carried audit records: they were not committed.
+    audit: bool,
+}
 
 struct Job {
     key: SessionKey,
@@ -136,7 +140,13 @@ impl StepWriter {
             .map_err(|_| stopped())?;
         wait.await
             .map_err(|_| stopped())?
-            .map_err(|BatchFailed(message)| StoreError::Failed(message))
+            .map_err(|BatchFailed { message, audit }| {
+                if audit {
+                    StoreError::AuditCommit(message)
+                } else {
+                    StoreError::Failed(message)
+                }
+            })
     }
 }
 
@@ -160,7 +170,10 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
         );
         let result = result.map_err(|e| {
             tracing::error!(error = %e, steps, "session step batch failed; refusing its steps");
-            BatchFailed(e.to_string())
+            BatchFailed {
+                audit: matches!(e, StoreError::AuditCommit(_)),
+                message: e.to_string(),
+            }
         });
         crate::batch::answer_all(dones, result);
     }
@@ -283,7 +296,13 @@ async fn run_batch(
     if !records.is_empty() {
         query = query.bind(last_seq as i64).bind(last_hash);
     }
-    query.execute(&mut *tx).await?;
+    query.execute(&mut *tx).await.map_err(|e| {
+        if records.is_empty() {
+            StoreError::from(e)
+        } else {
+            StoreError::AuditCommit(e.to_string())
+        }
+    })?;
     conn.committed();
     for ((chain, step), place) in owners.into_iter().zip(committed(links)) {
         answers[chain][step].committed = Some(place);
