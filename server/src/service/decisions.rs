@@ -446,7 +446,7 @@ fn refuse(
     explain(&gated.reason, escalations)
 }
 
-/// An Evaluate decided, its record not yet committed ([`DecisionsService::decide`]):
+/// An Evaluate decided, its record not yet committed ([`DecisionsService::decided`]):
 /// what answering it needs.
 struct Decided {
     action: std::sync::Arc<NormalizedAction>,

@@ -194,6 +194,7 @@ impl BatchFacts {
     pub const GRANT_MARGIN_US: i64 = 600 * 1_000_000;
 }
 
+/// Builds a report step's audit record, as [`AdmitRecorder`] does for an action.
 pub type SettleRecorder = Box<dyn FnOnce() -> Option<RecordBody> + Send>;
 
 /// A step added to a [`StepChain`]: where its caller's value comes back.
