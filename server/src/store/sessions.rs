@@ -223,12 +223,19 @@ impl StepChain {
         T: Send + 'static,
         E: Send + 'static,
     {
+        self.without_recorder(|chain| {
+            chain.admit_recorded(move |stored| {
+                step(stored).map(|(next, v, plan)| (next, v, plan, None))
+            })
+        })
+    }
+
+    /// Adds a step through `add` without marking the chain as one that may record.
+    fn without_recorder<R>(&mut self, add: impl FnOnce(&mut Self) -> R) -> R {
         let records = self.records;
-        let chained = self.admit_recorded(move |stored| {
-            step(stored).map(|(next, v, plan)| (next, v, plan, None))
-        });
+        let added = add(self);
         self.records = records;
-        chained
+        added
     }
 
     /// [`StepChain::admit`] whose step may also hand back its audit record's
@@ -282,12 +289,11 @@ impl StepChain {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let records = self.records;
-        let chained = self.settle_recorded(move |stored| {
-            step(stored).map(|(next, v, settle)| (next, v, settle, None))
-        });
-        self.records = records;
-        chained
+        self.without_recorder(|chain| {
+            chain.settle_recorded(move |stored| {
+                step(stored).map(|(next, v, settle)| (next, v, settle, None))
+            })
+        })
     }
 
     /// [`StepChain::settle`] whose step may also hand back its record's

@@ -318,17 +318,20 @@ fn run_recorder(
     followed: Option<&FollowedUp>,
     facts: &BatchFacts,
 ) -> Option<RecordBody> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| recorder(followed, facts))) {
-        Ok(record) => record,
-        Err(_) => {
-            tracing::error!(
-                agent = %key.agent,
-                session = %key.session,
-                "a step's recorder panicked; its caller appends the chain's records"
-            );
-            None
-        }
-    }
+    guarded(
+        key,
+        "a step's recorder panicked; its caller appends the chain's records",
+        || recorder(followed, facts),
+    )
+}
+
+/// Runs a caller's closure; a panic in it is a bug in that caller, which fails its own
+/// step (logged with `what`) and not the writer.
+fn guarded<T>(key: &SessionKey, what: &str, f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::error!(agent = %key.agent, session = %key.session, "{what}");
+        None
+    })
 }
 
 /// Runs one step's closure on the state the batch holds for its session (`None`: never
@@ -339,19 +342,10 @@ fn run_step(
     step: StepFn,
     stored: Option<SessionState>,
 ) -> Option<(SessionState, Option<FollowUp>, Option<RecordFn>)> {
-    // A panic in a caller's closure is a bug in that caller: it fails its own step
-    // (the caller sees its value's channel dropped) and not the writer.
-    match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        step(stored.filter(super::sessions::is_real))
-    })) {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            tracing::error!(
-                agent = %key.agent,
-                session = %key.session,
-                "a session step panicked; nothing of it was stored"
-            );
-            None
-        }
-    }
+    // The caller sees its value's channel dropped.
+    guarded(
+        key,
+        "a session step panicked; nothing of it was stored",
+        || step(stored.filter(super::sessions::is_real)),
+    )
 }
