@@ -296,3 +296,35 @@ async fn audit_store_failure_is_not_overridden_by_fail_open() {
     assert!(err.contains("audit record could not be committed"), "{err}");
     assert!(!err.contains("WITHOUT a policy decision"), "{err}");
 }
+
+/// On SQLite the session step writer keeps one connection from batch to batch. A batch
+/// that fails must close it (rolling back what it had begun) rather than keep it: a kept
+/// connection would still hold the open transaction, and every later batch would fail
+/// on its `BEGIN`. Here the audit table goes away, a decision is refused, the table comes
+/// back, and decisions are made again on a chain that verifies, with nothing of the
+/// refused one in it.
+#[tokio::test]
+async fn decisions_resume_after_a_failed_step_batch() {
+    let db = TestDb::sqlite().await;
+    let daemon = Daemon::start(&db.url, &[]);
+    let addr = daemon.addr.to_string();
+    assert_eq!(exec(&addr, &["true"]).status.code(), Some(0));
+
+    db.exec_sql("ALTER TABLE audit_log RENAME TO audit_log_away")
+        .await;
+    let out = exec(&addr, &["true"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("audit record could not be committed"), "{err}");
+
+    db.exec_sql("ALTER TABLE audit_log_away RENAME TO audit_log")
+        .await;
+    for _ in 0..3 {
+        let out = exec(&addr, &["true"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    // The first run and the three after it: an Evaluate and a Report each.
+    let (code, out, err) = wardend_cli(&["audit", "verify", "--db", &db.url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("intact: 8 records"), "{out}");
+}

@@ -41,7 +41,9 @@ impl DecisionsService {
         //    SQLite with the decision's record, when the step could build it).
         let mut chain = StepChain::new(session_key(&deciding.action));
         let step = chain.admit_recorded(self.decide_step(&deciding));
+        let queued = std::time::Instant::now();
         let stepped = self.shared.store.session_steps(chain).await;
+        let step_done = std::time::Instant::now();
         let recorded = stepped.as_ref().ok().and_then(|ran| step.recorded(ran));
         let stepped = stepped
             .map_err(ApiError::from)
@@ -52,7 +54,14 @@ impl DecisionsService {
             Some(committed) => committed,
             None => self.shared.audit.append(body).await?,
         };
-        Ok(self.answer(decided, committed).await)
+        let answer = self.answer(decided, committed).await;
+        tracing::trace!(
+            before_us = (queued - arrived).as_micros() as u64,
+            step_us = (step_done - queued).as_micros() as u64,
+            after_us = step_done.elapsed().as_micros() as u64,
+            "evaluate phases"
+        );
+        Ok(answer)
     }
 
     /// Step 3 of an Evaluate, to run under the session's lock (on SQLite on the store's
