@@ -167,16 +167,10 @@ async fn run(pool: SqlitePool, gate: WriteGate, mut rx: mpsc::Receiver<Job>) {
     let mut own: Option<SqliteConnection> = None;
     while crate::batch::next_batch(&mut rx, &mut batch, MAX_BATCH).await {
         let steps = batch.len();
-        let started = std::time::Instant::now();
         let durable = batch.iter().any(|j| j.records);
         let (dones, work): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|j| (j.done, (j.key, j.steps))).unzip();
         let result = run_batch(&pool, &mut own, &gate, work, durable).await;
-        tracing::trace!(
-            steps,
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "session step batch"
-        );
         let result = result.map_err(|e| {
             tracing::error!(error = %e, steps, "session step batch failed; refusing its steps");
             BatchFailed {
@@ -206,10 +200,7 @@ async fn run_batch(
 ) -> Result<Vec<Vec<StepRan>>, StoreError> {
     let queued = std::time::Instant::now();
     let _turn = gate.turn().await;
-    tracing::trace!(
-        waited_us = queued.elapsed().as_micros() as u64,
-        "session step batch has the write turn"
-    );
+    let waited = queued.elapsed();
     // Taken out for the batch and put back only once it committed: a batch that fails
     // on the way drops it, which closes it and rolls back what it had begun.
     let mut conn = match own.take() {
@@ -222,6 +213,7 @@ async fn run_batch(
         (&a.tenant, &a.agent, &a.session).cmp(&(&b.tenant, &b.agent, &b.session))
     });
     keys.dedup();
+    let chains = work.len();
     let began = std::time::Instant::now();
     let (head, facts, mut sessions) = sqlite_begin_get_many(tx, durable, &keys).await?;
     let read = began.elapsed();
@@ -322,12 +314,17 @@ async fn run_batch(
         }
     })?;
     *own = Some(conn);
+    // One event per committed batch: the wait for the write turn, then the first query
+    // (`BEGIN IMMEDIATE` and the reads), the steps, and the writes with the `COMMIT`.
     tracing::trace!(
+        steps = chains,
+        records = records.len(),
+        waited_us = waited.as_micros() as u64,
         read_us = read.as_micros() as u64,
         steps_us = (stepped - read).as_micros() as u64,
         write_us = (began.elapsed() - stepped).as_micros() as u64,
-        records = records.len(),
-        "session step batch phases"
+        elapsed_us = queued.elapsed().as_micros() as u64,
+        "session step batch"
     );
     for ((chain, step), place) in owners.into_iter().zip(committed(links)) {
         answers[chain][step].committed = Some(place);
